@@ -1,0 +1,5 @@
+"""Allow ``python -m hmi``."""
+
+from hmi.cli import main
+
+raise SystemExit(main())

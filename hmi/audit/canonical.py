@@ -1,0 +1,85 @@
+"""Canonical encoding: the exact bytes that are hashed and signed.
+
+JSON with keys sorted by Unicode code point, no insignificant whitespace, UTF-8, non-ASCII
+characters written as themselves. Floats are refused (their text is not portable): decimals
+travel as strings. See ``docs/audit-format.md`` for the byte-level specification.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from hmi.clock import to_utc_text
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+JsonValue = None | bool | int | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+class CanonicalEncodingError(ValueError):
+    """A value cannot be encoded canonically (a float, a non-string key, an unknown type)."""
+
+
+def normalise(value: Any, path: str = "$") -> JsonValue:
+    """Turn a Python value into plain canonical JSON data, or say exactly which part cannot be."""
+    if value is None or isinstance(value, bool | str):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise CanonicalEncodingError(f"{path}: text is not valid Unicode") from None
+        return value
+    if isinstance(value, Enum):
+        return normalise(value.value, path)
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise CanonicalEncodingError(f"{path}: integer {value} too large; pass it as a string")
+        return value
+    if isinstance(value, float):
+        raise CanonicalEncodingError(f"{path}: floats are not allowed; use Decimal or a string")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise CanonicalEncodingError(f"{path}: decimal {value} is not finite")
+        return str(value)
+    if isinstance(value, datetime):
+        return to_utc_text(value)
+    if isinstance(value, Mapping):
+        out: dict[str, JsonValue] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalEncodingError(f"{path}: keys must be strings, got {key!r}")
+            out[key] = normalise(item, f"{path}.{key}")
+        return out
+    if isinstance(value, list | tuple):
+        return [normalise(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    raise CanonicalEncodingError(f"{path}: cannot encode a {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON text of a value."""
+    return json.dumps(
+        normalise(value),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """Canonical JSON bytes of a value (UTF-8)."""
+    return dumps(value).encode("utf-8")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse canonical JSON; refuses floats so a round trip can never change a value."""
+
+    def _no_float(literal: str) -> Any:
+        raise CanonicalEncodingError(f"floats are not allowed in canonical JSON: {literal}")
+
+    return json.loads(text, parse_float=_no_float)

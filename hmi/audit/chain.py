@@ -1,0 +1,332 @@
+"""Appending to the signed, hash-chained audit trail inside the caller's transaction.
+
+A service that changes state opens ``with audit.transaction() as conn:``, writes its rows and
+calls :meth:`AuditLog.record` on the same connection: the state change and its audit event
+commit together or not at all. If the event cannot be written the caller gets an
+:class:`AuditWriteError` and nothing is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from hmi import __version__
+from hmi.audit import canonical
+from hmi.audit.checkpoint import Checkpoint, WitnessError, WitnessFile, make_checkpoint
+from hmi.audit.guards import install_guards
+from hmi.audit.hashing import GENESIS_PREV_HASH, content_object, row_hash
+from hmi.audit.keys import Signer
+from hmi.audit.tables import audit_event, audit_key, terminal
+from hmi.clock import Clock, to_utc_text
+from hmi.db import describe_db_error
+
+log = logging.getLogger(__name__)
+
+ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+CHAIN_STARTED = "audit.chain.started"
+
+
+class AuditWriteError(Exception):
+    """The audit event could not be written, so the action it records did not happen."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: a user in a role and session, or the system itself."""
+
+    user_id: str
+    role: str
+    session_id: str | None = None
+
+
+SYSTEM = Actor("system", "system")
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """What the caller gets back once an event is part of the (uncommitted) transaction."""
+
+    terminal_id: str
+    seq: int
+    ts: str
+    row_hash: str
+    action: str
+
+
+@dataclass(frozen=True)
+class Entity:
+    """The thing an event concerns (``batch``/``B-2026-001``, ``user``/``alice``...)."""
+
+    type: str
+    id: str
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return canonical.dumps(value) if isinstance(value, dict | list) else str(canonical.normalise(value))
+
+
+class AuditLog:
+    """The terminal's chain: append, checkpoint, and the transaction boundary for services."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        terminal_id: str,
+        signer: Signer,
+        clock: Clock,
+        witness: WitnessFile | None,
+        checkpoint_every_events: int = 1000,
+        checkpoint_every: timedelta = timedelta(minutes=15),
+        software_version: str = __version__,
+    ) -> None:
+        self.engine = engine
+        self.terminal_id = terminal_id
+        self.signer = signer
+        self.clock = clock
+        self.witness = witness
+        self.checkpoint_every_events = checkpoint_every_events
+        self.checkpoint_every = checkpoint_every
+        self.software_version = software_version
+        self.checkpoint_error: str | None = None
+        self._registered = False
+        self._since_checkpoint = 0
+        self._last_checkpoint_at = clock.now()
+        self._postgres = engine.dialect.name == "postgresql"
+        install_guards(engine)
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One unit of work: state rows and audit events commit together, then checkpoint if due."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+                last: RecordedEvent | None = conn.info.pop("hmi_audit_last", None)
+                count: int = conn.info.pop("hmi_audit_count", 0)
+        except DBAPIError as exc:
+            raise AuditWriteError(
+                f"the action was not recorded and did not happen: {describe_db_error(exc)}"
+            ) from exc
+        if count:
+            self._since_checkpoint += count
+            self._maybe_checkpoint(last)
+
+    def record_now(self, action: str, actor: Actor, **fields: Any) -> RecordedEvent:
+        """Record a single event in its own transaction (for events with no state change)."""
+        with self.transaction() as conn:
+            return self.record(conn, action, actor, **fields)
+
+    # -- appending ----------------------------------------------------------------------
+
+    def record(
+        self,
+        conn: Connection,
+        action: str,
+        actor: Actor,
+        *,
+        entity: Entity | tuple[str, str] | None = None,
+        field: str | None = None,
+        old_value: Any = None,
+        new_value: Any = None,
+        reason: str | None = None,
+        meaning: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> RecordedEvent:
+        """Append one event to this terminal's chain inside the caller's transaction."""
+        if not ACTION_PATTERN.match(action):
+            raise ValueError(f"action names are dotted lowercase words, got {action!r}")
+        if not conn.in_transaction():
+            raise AuditWriteError("audit events are only written inside a transaction")
+        if isinstance(entity, tuple):
+            entity = Entity(*entity)
+        try:
+            details_text = canonical.dumps(dict(details or {}))
+            self._check_terminal(conn)
+            head = self._lock_head(conn)
+            if head is None:
+                head = self._append(
+                    conn,
+                    None,
+                    CHAIN_STARTED,
+                    SYSTEM,
+                    entity_type="terminal",
+                    entity_id=self.terminal_id,
+                    details=canonical.dumps(
+                        {
+                            "algorithm": "ed25519",
+                            "key_id": self.signer.key_id,
+                            "public_key": self.signer.public.raw.hex(),
+                            "software_version": self.software_version,
+                            "terminal_id": self.terminal_id,
+                        }
+                    ),
+                )
+                head = (head.seq, head.row_hash)
+            event = self._append(
+                conn,
+                head,
+                action,
+                actor,
+                entity_type=entity.type if entity else None,
+                entity_id=entity.id if entity else None,
+                field=field,
+                old_value=_text(old_value),
+                new_value=_text(new_value),
+                reason=reason,
+                meaning=meaning,
+                details=details_text,
+            )
+        except DBAPIError as exc:
+            raise AuditWriteError(
+                f"the action was not recorded and did not happen: {describe_db_error(exc)}"
+            ) from exc
+        conn.info["hmi_audit_last"] = event
+        conn.info["hmi_audit_count"] = conn.info.get("hmi_audit_count", 0) + 1
+        return event
+
+    def _check_terminal(self, conn: Connection) -> None:
+        if self._registered:
+            return
+        registered = conn.execute(
+            select(terminal.c.key_id).where(terminal.c.terminal_id == self.terminal_id)
+        ).scalar()
+        if registered is None:
+            raise AuditWriteError(
+                f"terminal {self.terminal_id} is not registered in this site database"
+            )
+        if registered != self.signer.key_id:
+            raise AuditWriteError(
+                f"terminal {self.terminal_id} is registered with key {registered},"
+                f" not this terminal's key {self.signer.key_id}"
+            )
+        self._registered = True
+
+    def _lock_head(self, conn: Connection) -> tuple[int, str] | None:
+        if self._postgres:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.terminal_id})
+        row = conn.execute(
+            select(audit_event.c.seq, audit_event.c.row_hash)
+            .where(audit_event.c.terminal_id == self.terminal_id)
+            .order_by(audit_event.c.seq.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def _append(
+        self,
+        conn: Connection,
+        head: tuple[int, str] | None,
+        action: str,
+        actor: Actor,
+        **fields: Any,
+    ) -> RecordedEvent:
+        seq = 1 if head is None else head[0] + 1
+        prev = GENESIS_PREV_HASH if head is None else head[1]
+        row: dict[str, Any] = {
+            "ts": to_utc_text(self.clock.now()),
+            "actor_id": actor.user_id,
+            "actor_role": actor.role,
+            "session_id": actor.session_id,
+            "action": action,
+            "entity_type": None,
+            "entity_id": None,
+            "field": None,
+            "old_value": None,
+            "new_value": None,
+            "reason": None,
+            "meaning": None,
+            **fields,
+        }
+        content = canonical.canonical_bytes(content_object(row))
+        digest = row_hash(self.terminal_id, seq, prev, content)
+        row.update(
+            terminal_id=self.terminal_id,
+            seq=seq,
+            prev_hash=prev,
+            row_hash=digest.hex(),
+            key_id=self.signer.key_id,
+            signature=self.signer.sign(digest).hex(),
+        )
+        conn.execute(insert(audit_event), row)
+        return RecordedEvent(self.terminal_id, seq, row["ts"], row["row_hash"], action)
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _maybe_checkpoint(self, last: RecordedEvent | None) -> None:
+        due_by_count = self._since_checkpoint >= self.checkpoint_every_events
+        due_by_time = self.clock.now() - self._last_checkpoint_at >= self.checkpoint_every
+        if last is not None and (due_by_count or due_by_time):
+            self._write_checkpoint(last.seq, last.row_hash, "count" if due_by_count else "interval")
+
+    def checkpoint(self, reason: str) -> Checkpoint | None:
+        """Sign and witness the current chain head (start-up, shutdown, on demand)."""
+        try:
+            with self.engine.connect() as conn:
+                head = conn.execute(
+                    select(audit_event.c.seq, audit_event.c.row_hash)
+                    .where(audit_event.c.terminal_id == self.terminal_id)
+                    .order_by(audit_event.c.seq.desc())
+                    .limit(1)
+                ).first()
+        except SQLAlchemyError as exc:
+            self.checkpoint_error = describe_db_error(exc)
+            return None
+        if head is None:
+            return None
+        return self._write_checkpoint(int(head[0]), str(head[1]), reason)
+
+    def _write_checkpoint(self, seq: int, digest: str, reason: str) -> Checkpoint | None:
+        if self.witness is None:
+            return None
+        point = make_checkpoint(
+            self.signer, self.terminal_id, seq, digest, to_utc_text(self.clock.now()), reason
+        )
+        try:
+            self.witness.append(point)
+        except WitnessError as exc:
+            self.checkpoint_error = str(exc)
+            log.error("checkpoint not witnessed: %s", exc)
+            return None
+        self.checkpoint_error = None
+        self._since_checkpoint = 0
+        self._last_checkpoint_at = self.clock.now()
+        return point
+
+    # -- registration -------------------------------------------------------------------
+
+    def register_terminal(self, conn: Connection) -> None:
+        """Register this terminal and its public key in the site database (once, at set-up)."""
+        now = to_utc_text(self.clock.now())
+        known = conn.execute(
+            select(audit_key.c.key_id).where(audit_key.c.key_id == self.signer.key_id)
+        ).scalar()
+        if known is None:
+            conn.execute(
+                insert(audit_key),
+                {
+                    "key_id": self.signer.key_id,
+                    "terminal_id": self.terminal_id,
+                    "algorithm": "ed25519",
+                    "public_key": self.signer.public.raw.hex(),
+                    "created_at": now,
+                },
+            )
+        conn.execute(
+            insert(terminal),
+            {"terminal_id": self.terminal_id, "key_id": self.signer.key_id, "registered_at": now},
+        )

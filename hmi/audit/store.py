@@ -1,0 +1,181 @@
+"""Reading the audit trail back: rows for verification, filtered queries, trusted keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, and_, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from hmi.audit.checkpoint import Checkpoint, WitnessFile
+from hmi.audit.keys import KeyFileError, PublicKey
+from hmi.audit.tables import audit_event
+from hmi.audit.verify import ROW_FIELDS, Kind, Row, VerifyReport, verify_rows
+from hmi.db import DatabaseError, describe_db_error, read_only
+
+
+def load_rows(
+    engine: Engine,
+    *,
+    terminal: str | None = None,
+    from_seq: dict[str, int] | None = None,
+    ts_from: str | None = None,
+    ts_to: str | None = None,
+) -> list[Row]:
+    """Event rows in chain order (terminal, seq, storage id), as the verifier takes them."""
+    columns = [audit_event.c[name] for name in ROW_FIELDS]
+    query = select(*columns).order_by(
+        audit_event.c.terminal_id, audit_event.c.seq, audit_event.c.id
+    )
+    if terminal is not None:
+        query = query.where(audit_event.c.terminal_id == terminal)
+    if ts_from is not None:
+        query = query.where(audit_event.c.ts >= ts_from)
+    if ts_to is not None:
+        query = query.where(audit_event.c.ts <= ts_to)
+    try:
+        with read_only(engine) as conn:
+            rows = [tuple(r) for r in conn.execute(query)]
+    except SQLAlchemyError as exc:
+        raise DatabaseError(describe_db_error(exc)) from exc
+    if from_seq:
+        rows = [r for r in rows if int(r[1]) >= from_seq.get(r[0], 0)]
+    return rows
+
+
+def trusted_keys(paths: Sequence[Path]) -> dict[str, PublicKey]:
+    """Public keys from PEM files (the terminal's exported key and any site-trusted keys)."""
+    keys: dict[str, PublicKey] = {}
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.glob("*.pub")) + sorted(path.glob("*.pem")):
+                key = PublicKey.from_pem_file(child)
+                keys[key.key_id] = key
+        elif path.exists():
+            key = PublicKey.from_pem_file(path)
+            keys[key.key_id] = key
+        else:
+            raise KeyFileError(f"trusted public key {path} does not exist")
+    return keys
+
+
+@dataclass
+class VerifyState:
+    """Last verified checkpoint per terminal, for incremental verification."""
+
+    path: Path
+
+    def load(self, trusted: dict[str, PublicKey]) -> dict[str, Checkpoint]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            anchors = {t: Checkpoint.from_json(cp) for t, cp in data["anchors"].items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        # Only a signed checkpoint can anchor: a tampered state file just means a full run.
+        return {t: cp for t, cp in anchors.items() if cp.signature_valid(trusted.get(cp.key_id))}
+
+    def save(self, anchors: dict[str, Checkpoint]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"anchors": {t: cp.to_json() for t, cp in anchors.items()}}, indent=1),
+            encoding="utf-8",
+        )
+        os.replace(tmp, self.path)
+
+
+def verify_database(
+    engine: Engine,
+    *,
+    trusted: dict[str, PublicKey],
+    witness: WitnessFile | None,
+    terminal: str | None = None,
+    state: VerifyState | None = None,
+    incremental: bool = False,
+    workers: int | None = None,
+) -> VerifyReport:
+    """Verify every chain in the database (or one terminal's) against the witness file."""
+    report = VerifyReport()
+    checkpoints: list[Checkpoint] = []
+    if witness is not None:
+        checkpoints, unreadable = witness.read()
+        for line in unreadable:
+            report.add(Kind.WITNESS, None, None, line)
+    if terminal is not None:
+        checkpoints = [cp for cp in checkpoints if cp.terminal == terminal]
+    anchors = state.load(trusted) if (state is not None and incremental) else {}
+    if terminal is not None:
+        anchors = {t: a for t, a in anchors.items() if t == terminal}
+    rows = load_rows(
+        engine, terminal=terminal, from_seq={t: a.seq for t, a in anchors.items()} or None
+    )
+    report.incremental_from = {t: a.seq for t, a in anchors.items()}
+    verify_rows(
+        rows,
+        trusted=trusted,
+        checkpoints=checkpoints,
+        anchors=anchors,
+        workers=workers,
+        report=report,
+    )
+    if report.ok and state is not None:
+        new_anchors = dict(anchors)
+        for point in checkpoints:
+            summary = report.chains.get(point.terminal)
+            if summary is None or summary.last_seq is None or point.seq > summary.last_seq:
+                continue
+            current = new_anchors.get(point.terminal)
+            if current is None or point.seq > current.seq:
+                new_anchors[point.terminal] = point
+        try:
+            state.save(new_anchors)
+        except OSError:
+            pass  # incremental runs fall back to a full verification
+    return report
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What ``hmi audit show`` and the audit trail screen filter on."""
+
+    ts_from: str | None = None
+    ts_to: str | None = None
+    actor_id: str | None = None
+    action: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    terminal: str | None = None
+    limit: int = 500
+
+
+def query_events(engine: Engine, flt: EventFilter) -> list[dict[str, Any]]:
+    """Events matching a filter, newest first (action matches a prefix: ``auth.`` or ``auth.login``)."""
+    conditions = []
+    t = audit_event.c
+    if flt.ts_from:
+        conditions.append(t.ts >= flt.ts_from)
+    if flt.ts_to:
+        conditions.append(t.ts <= flt.ts_to)
+    if flt.actor_id:
+        conditions.append(t.actor_id == flt.actor_id)
+    if flt.action:
+        prefix = flt.action.rstrip(".")
+        conditions.append((t.action == prefix) | t.action.startswith(prefix + "."))
+    if flt.entity_type:
+        conditions.append(t.entity_type == flt.entity_type)
+    if flt.entity_id:
+        conditions.append(t.entity_id == flt.entity_id)
+    if flt.terminal:
+        conditions.append(t.terminal_id == flt.terminal)
+    query = select(audit_event).order_by(t.ts.desc(), t.seq.desc()).limit(flt.limit)
+    if conditions:
+        query = query.where(and_(*conditions))
+    try:
+        with read_only(engine) as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+    except SQLAlchemyError as exc:
+        raise DatabaseError(describe_db_error(exc)) from exc
