@@ -64,7 +64,10 @@ def from_utc_text(text: str) -> datetime:
 
 
 def to_local_text(moment: datetime) -> str:
-    """Format a moment for people: local time with its UTC offset (``2026-01-05 09:00:00 +01:00``)."""
+    """Format a moment for people: local time with its UTC offset.
+
+    Example: ``2026-01-05 09:00:00 +01:00``.
+    """
     local = moment.astimezone()
     offset = local.strftime("%z")
     return f"{local:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"

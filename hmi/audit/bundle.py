@@ -69,7 +69,12 @@ def write_bundle(
     for key in sorted(keys, key=lambda k: k.key_id):
         lines.append(
             canonical.canonical_bytes(
-                {"type": "key", "algorithm": "ed25519", "key_id": key.key_id, "public_key": key.raw.hex()}
+                {
+                    "type": "key",
+                    "algorithm": "ed25519",
+                    "key_id": key.key_id,
+                    "public_key": key.raw.hex(),
+                }
             )
         )
     for row in rows:
@@ -154,7 +159,12 @@ def read_bundle(
             if kind == "key":
                 key = PublicKey.from_raw(bytes.fromhex(data["public_key"]))
                 if key.key_id != data.get("key_id"):
-                    report.add(Kind.BUNDLE, None, None, f"{_where(number, data)}: key id does not match the key")
+                    report.add(
+                        Kind.BUNDLE,
+                        None,
+                        None,
+                        f"{_where(number, data)}: key id does not match the key",
+                    )
                 contents.keys[key.key_id] = key
             elif kind == "event":
                 contents.events.append(data)
@@ -168,33 +178,65 @@ def read_bundle(
     if trust is not None:
         for key_id in contents.keys:
             if key_id not in trust:
-                report.add(Kind.UNTRUSTED_KEY, None, None, f"the bundle carries key {key_id}, which you did not trust")
+                report.add(
+                    Kind.UNTRUSTED_KEY,
+                    None,
+                    None,
+                    f"the bundle carries key {key_id}, which you did not trust",
+                )
     # The signature over everything before the last line.
     body = b"".join(line + b"\n" for line in raw_lines[:-1])
     digest = hashlib.sha256(body).digest()
     contents.sha256 = digest.hex()
     if trailer is None or trailer.get("type") != "bundle_signature":
-        report.add(Kind.BUNDLE, None, None, f"line {len(raw_lines)}: the bundle signature line is missing (truncated?)")
+        report.add(
+            Kind.BUNDLE,
+            None,
+            None,
+            f"line {len(raw_lines)}: the bundle signature line is missing (truncated?)",
+        )
     else:
         signer_key = keys.get(str(trailer.get("key_id")))
         if trailer.get("sha256") != digest.hex():
-            report.add(Kind.BUNDLE, None, None, "the bundle's content does not match its signed SHA-256 (edited after export)")
+            report.add(
+                Kind.BUNDLE,
+                None,
+                None,
+                "the bundle's content does not match its signed SHA-256 (edited after export)",
+            )
         try:
-            valid = signer_key is not None and signer_key.verify(bytes.fromhex(trailer["signature"]), BUNDLE_TAG + digest)
+            valid = signer_key is not None and signer_key.verify(
+                bytes.fromhex(trailer["signature"]), BUNDLE_TAG + digest
+            )
         except (KeyError, ValueError):
             valid = False
         if not valid:
-            report.add(Kind.BUNDLE, None, None, f"line {len(raw_lines)}: the bundle signature is invalid or by an untrusted key")
+            report.add(
+                Kind.BUNDLE,
+                None,
+                None,
+                f"line {len(raw_lines)}: the bundle signature is invalid or by an untrusted key",
+            )
     expected = {"events": len(contents.events), "checkpoints": len(contents.checkpoints)}
     for name, count in expected.items():
         if header.get(name) != count:
-            report.add(Kind.BUNDLE, None, None, f"the header announces {header.get(name)} {name}, the bundle holds {count}")
+            report.add(
+                Kind.BUNDLE,
+                None,
+                None,
+                f"the header announces {header.get(name)} {name}, the bundle holds {count}",
+            )
     rows: list[Row] = []
     for event in contents.events:
         try:
             rows.append(tuple(event[name] for name in ROW_FIELDS))
         except KeyError as exc:
-            report.add(Kind.BUNDLE, event.get("terminal_id"), event.get("seq"), f"event lacks the field {exc}")
+            report.add(
+                Kind.BUNDLE,
+                event.get("terminal_id"),
+                event.get("seq"),
+                f"event lacks the field {exc}",
+            )
     rows.sort(key=lambda r: (str(r[0]), int(r[1])))
     verify_rows(
         rows,

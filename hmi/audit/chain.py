@@ -75,7 +75,43 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    return canonical.dumps(value) if isinstance(value, dict | list) else str(canonical.normalise(value))
+    return (
+        canonical.dumps(value)
+        if isinstance(value, dict | list)
+        else str(canonical.normalise(value))
+    )
+
+
+def seal_event(
+    signer: Signer, terminal_id: str, seq: int, prev_hash: str, fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Complete an event row: hash its content into the chain and sign the hash.
+
+    ``fields`` holds the content columns; missing optional ones are stored as null.
+    """
+    row: dict[str, Any] = {
+        "entity_type": None,
+        "entity_id": None,
+        "field": None,
+        "old_value": None,
+        "new_value": None,
+        "reason": None,
+        "meaning": None,
+        "session_id": None,
+        "details": "{}",
+        **fields,
+    }
+    content = canonical.canonical_bytes(content_object(row))
+    digest = row_hash(terminal_id, seq, prev_hash, content)
+    row.update(
+        terminal_id=terminal_id,
+        seq=seq,
+        prev_hash=prev_hash,
+        row_hash=digest.hex(),
+        key_id=signer.key_id,
+        signature=signer.sign(digest).hex(),
+    )
+    return row
 
 
 class AuditLog:
@@ -159,7 +195,7 @@ class AuditLog:
             self._check_terminal(conn)
             head = self._lock_head(conn)
             if head is None:
-                head = self._append(
+                genesis = self._append(
                     conn,
                     None,
                     CHAIN_STARTED,
@@ -176,7 +212,7 @@ class AuditLog:
                         }
                     ),
                 )
-                head = (head.seq, head.row_hash)
+                head = (genesis.seq, genesis.row_hash)
             event = self._append(
                 conn,
                 head,
@@ -218,7 +254,9 @@ class AuditLog:
 
     def _lock_head(self, conn: Connection) -> tuple[int, str] | None:
         if self._postgres:
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.terminal_id})
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.terminal_id}
+            )
         row = conn.execute(
             select(audit_event.c.seq, audit_event.c.row_hash)
             .where(audit_event.c.terminal_id == self.terminal_id)
@@ -243,25 +281,9 @@ class AuditLog:
             "actor_role": actor.role,
             "session_id": actor.session_id,
             "action": action,
-            "entity_type": None,
-            "entity_id": None,
-            "field": None,
-            "old_value": None,
-            "new_value": None,
-            "reason": None,
-            "meaning": None,
             **fields,
         }
-        content = canonical.canonical_bytes(content_object(row))
-        digest = row_hash(self.terminal_id, seq, prev, content)
-        row.update(
-            terminal_id=self.terminal_id,
-            seq=seq,
-            prev_hash=prev,
-            row_hash=digest.hex(),
-            key_id=self.signer.key_id,
-            signature=self.signer.sign(digest).hex(),
-        )
+        row = seal_event(self.signer, self.terminal_id, seq, prev, row)
         conn.execute(insert(audit_event), row)
         return RecordedEvent(self.terminal_id, seq, row["ts"], row["row_hash"], action)
 

@@ -78,7 +78,7 @@ def make_checkpoint(
 
 
 class WitnessFile:
-    """Append-only JSON-lines file of checkpoints; each line is written with one ``write`` + fsync."""
+    """Append-only JSON-lines file of checkpoints, each line one ``write`` then fsync."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -97,7 +97,7 @@ class WitnessFile:
             raise WitnessError(f"cannot append to the witness file {self.path}: {exc}") from exc
 
     def read(self) -> tuple[list[Checkpoint], list[str]]:
-        """All checkpoints, plus a problem line for each unreadable line (never silently skipped)."""
+        """All checkpoints, plus a problem for each unreadable line (never silently skipped)."""
         if not self.path.exists():
             return [], []
         checkpoints: list[Checkpoint] = []

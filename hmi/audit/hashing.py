@@ -42,7 +42,14 @@ def hash_input(terminal_id: str, seq: int, prev_hash_hex: str, content: bytes) -
     prev = bytes.fromhex(prev_hash_hex)
     if len(prev) != 32:
         raise ValueError("previous hash must be 32 bytes")
-    return EVENT_TAG + struct.pack(">H", len(terminal)) + terminal + struct.pack(">Q", seq) + prev + content
+    return (
+        EVENT_TAG
+        + struct.pack(">H", len(terminal))
+        + terminal
+        + struct.pack(">Q", seq)
+        + prev
+        + content
+    )
 
 
 def row_hash(terminal_id: str, seq: int, prev_hash_hex: str, content: bytes) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -131,10 +132,8 @@ def verify_database(
             current = new_anchors.get(point.terminal)
             if current is None or point.seq > current.seq:
                 new_anchors[point.terminal] = point
-        try:
+        with contextlib.suppress(OSError):  # incremental runs then fall back to a full one
             state.save(new_anchors)
-        except OSError:
-            pass  # incremental runs fall back to a full verification
     return report
 
 
@@ -153,7 +152,10 @@ class EventFilter:
 
 
 def query_events(engine: Engine, flt: EventFilter) -> list[dict[str, Any]]:
-    """Events matching a filter, newest first (action matches a prefix: ``auth.`` or ``auth.login``)."""
+    """Events matching a filter, newest first.
+
+    The action filter matches a prefix: ``auth.`` or ``auth.login``.
+    """
     conditions = []
     t = audit_event.c
     if flt.ts_from:

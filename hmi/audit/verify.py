@@ -7,6 +7,7 @@ Signature checks, the expensive part, run on all cores.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -124,6 +125,7 @@ class VerifyReport:
 # -- per-row checks (run in worker processes) ------------------------------------------
 
 OK, MODIFIED, BAD_SIG, UNKNOWN_KEY = 0, 1, 2, 3
+_SIGNATURE_HEX = re.compile(r"[0-9a-f]{128}")
 
 
 def _content(row: Row) -> bytes:
@@ -137,19 +139,25 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
     out: list[int] = []
     for row in rows:
         try:
-            digest = row_hash(row[_I["terminal_id"]], int(row[_I["seq"]]), row[_I["prev_hash"]], _content(row))
+            digest = row_hash(
+                row[_I["terminal_id"]], int(row[_I["seq"]]), row[_I["prev_hash"]], _content(row)
+            )
         except (ValueError, TypeError, KeyError):
             out.append(MODIFIED)
             continue
         if digest.hex() != row[_I["row_hash"]]:
             out.append(MODIFIED)
             continue
+        signature = row[_I["signature"]]
+        if not (isinstance(signature, str) and _SIGNATURE_HEX.fullmatch(signature)):
+            out.append(BAD_SIG)  # only the exact lowercase hex form is the stored signature
+            continue
         key = loaded.get(row[_I["key_id"]])
         if key is None:
             out.append(UNKNOWN_KEY)
             continue
         try:
-            key.verify(bytes.fromhex(row[_I["signature"]]), digest)
+            key.verify(bytes.fromhex(signature), digest)
         except (InvalidSignature, ValueError):
             out.append(BAD_SIG)
             continue
@@ -169,7 +177,9 @@ def _check_rows_parallel(rows: Sequence[Row], keys: dict[str, bytes], workers: i
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 # -- the chain checks -------------------------------------------------------------------
@@ -236,7 +246,9 @@ def _verify_chain(
         if status == MODIFIED:
             report.add(Kind.MODIFIED, terminal_id, seq, "content does not match its hash")
         elif status == BAD_SIG:
-            report.add(Kind.BAD_SIGNATURE, terminal_id, seq, "signature does not match the row hash")
+            report.add(
+                Kind.BAD_SIGNATURE, terminal_id, seq, "signature does not match the row hash"
+            )
         elif status == UNKNOWN_KEY:
             report.add(
                 Kind.UNKNOWN_KEY, terminal_id, seq,
@@ -282,7 +294,9 @@ def _check_genesis(
 ) -> None:
     seq = int(row[_I["seq"]])
     if row[_I["prev_hash"]] != GENESIS_PREV_HASH:
-        report.add(Kind.BAD_GENESIS, terminal_id, seq, "first event does not start from the zero hash")
+        report.add(
+            Kind.BAD_GENESIS, terminal_id, seq, "first event does not start from the zero hash"
+        )
     if row[_I["action"]] != "audit.chain.started":
         report.add(Kind.BAD_GENESIS, terminal_id, seq, "first event is not audit.chain.started")
         return

@@ -23,12 +23,21 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="check every hash, link, signature and witnessed checkpoint",
         description="Exit status 0 only when everything is intact.",
     )
-    verify.add_argument("--bundle", type=Path, metavar="FILE", help="verify an exported bundle offline")
-    verify.add_argument("--trust-key", type=Path, action="append", default=[], metavar="PEM",
-                        help="public key to trust (repeatable); strict check of a bundle's keys")
+    verify.add_argument(
+        "--bundle", type=Path, metavar="FILE", help="verify an exported bundle offline"
+    )
+    verify.add_argument(
+        "--trust-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="public key to trust (repeatable); strict check of a bundle's keys",
+    )
     verify.add_argument("--json", action="store_true", help="machine-readable report")
-    verify.add_argument("--incremental", action="store_true",
-                        help="verify from the last verified checkpoint only")
+    verify.add_argument(
+        "--incremental", action="store_true", help="verify from the last verified checkpoint only"
+    )
     verify.add_argument("--terminal", help="only this terminal's chain")
     verify.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     verify.set_defaults(handler=run_verify)
@@ -37,9 +46,18 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "export", parents=[parent], help="write a verifiable bundle (or a CSV) of the audit trail"
     )
     export.add_argument("--out", type=Path, required=True, metavar="FILE")
-    export.add_argument("--format", choices=("bundle", "csv"), default=None,
-                        help="default: csv for *.csv, otherwise bundle")
-    export.add_argument("--from", dest="ts_from", metavar="TIME", help="ISO date/time (local unless it has an offset)")
+    export.add_argument(
+        "--format",
+        choices=("bundle", "csv"),
+        default=None,
+        help="default: csv for *.csv, otherwise bundle",
+    )
+    export.add_argument(
+        "--from",
+        dest="ts_from",
+        metavar="TIME",
+        help="ISO date/time (local unless it has an offset)",
+    )
     export.add_argument("--to", dest="ts_to", metavar="TIME")
     export.add_argument("--terminal")
     export.set_defaults(handler=run_export)
@@ -120,9 +138,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.bundle is not None:
         from hmi.audit.bundle import read_bundle
 
-        report, contents = read_bundle(
-            args.bundle, trust=extra or None, workers=args.workers
-        )
+        report, contents = read_bundle(args.bundle, trust=extra or None, workers=args.workers)
         if not args.trust_key and not args.json:
             ids = ", ".join(sorted(contents.keys)) or "none"
             print(
@@ -197,14 +213,21 @@ def run_export(args: argparse.Namespace) -> int:
             low, high = spans.get(row[0], (row[1], row[1]))
             spans[row[0]] = (min(low, row[1]), max(high, row[1]))
         points, _ = WitnessFile(site.settings.witness_path).read()
-        points = [p for p in points if p.terminal in spans and spans[p.terminal][0] <= p.seq <= spans[p.terminal][1]]
+        points = [
+            p
+            for p in points
+            if p.terminal in spans and spans[p.terminal][0] <= p.seq <= spans[p.terminal][1]
+        ]
         keys = trusted_keys([site.settings.public_key_path])
         digest = write_bundle(
             args.out,
             signer=site.signer,
             header={
                 "created_at": to_utc_text(site.clock.now()),
-                "exported_by": {"os_user": getpass.getuser(), "terminal": site.settings.site.terminal_id},
+                "exported_by": {
+                    "os_user": getpass.getuser(),
+                    "terminal": site.settings.site.terminal_id,
+                },
                 "site": site.settings.site.site_name,
                 "line": site.settings.site.line_name,
                 "scope": {"terminal": args.terminal, "from": ts_from, "to": ts_to},
@@ -262,7 +285,9 @@ def run_show(args: argparse.Namespace) -> int:
         ),
     )
     table = Table(title=f"{len(events)} audit event(s), newest first", title_justify="left")
-    for column in ("time (local)", "terminal:seq", "user (role)", "action", "entity", "change", "reason"):
+    for column in ("time (local)", "terminal:seq", "user (role)", "action"):
+        table.add_column(column, no_wrap=True)
+    for column in ("entity", "change", "reason"):
         table.add_column(column, overflow="fold")
     for event in events:
         change = ""
@@ -278,6 +303,9 @@ def run_show(args: argparse.Namespace) -> int:
             change,
             event["reason"] or "",
         )
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    console.print(table)
     site.close()
     return 0

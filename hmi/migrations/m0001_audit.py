@@ -89,7 +89,9 @@ def upgrade(conn: Connection) -> None:
     postgres = conn.dialect.name == "postgresql"
     for statement in _SQLITE:
         if postgres:
-            statement = statement.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+            statement = statement.replace(
+                "INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"
+            )
         conn.exec_driver_sql(statement)
     if postgres:
         conn.exec_driver_sql(_POSTGRES_FUNCTION)

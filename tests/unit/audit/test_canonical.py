@@ -1,0 +1,78 @@
+"""Canonical encoding: deterministic bytes, exact round trip, floats refused."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hmi.audit import canonical
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
+    st.text(),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=5), st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@given(json_values)
+@settings(max_examples=300, deadline=None)
+def test_round_trip_is_exact(value: object) -> None:
+    text = canonical.dumps(value)
+    assert canonical.loads(text) == value
+    assert canonical.dumps(canonical.loads(text)) == text
+
+
+@given(st.dictionaries(st.text(max_size=6), json_scalars, min_size=2, max_size=12), st.randoms())
+@settings(max_examples=200, deadline=None)
+def test_key_order_does_not_change_the_bytes(
+    mapping: dict[str, object], rnd: random.Random
+) -> None:
+    items = list(mapping.items())
+    rnd.shuffle(items)
+    assert canonical.canonical_bytes(dict(items)) == canonical.canonical_bytes(mapping)
+
+
+def test_exact_bytes_of_a_known_value() -> None:
+    value = {"b": [1, True, None], "a": 'Zürich "q"\n', "c": Decimal("0.90")}
+    assert canonical.canonical_bytes(value) == (
+        '{"a":"Zürich \\"q\\"\\n","b":[1,true,null],"c":"0.90"}'.encode()
+    )
+
+
+def test_datetimes_become_utc_text() -> None:
+    moment = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
+    assert canonical.dumps({"t": moment}) == '{"t":"2026-01-05T08:00:00.123456Z"}'
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ({"w": 1.5}, "$.w: floats are not allowed"),
+        ({1: "x"}, "keys must be strings"),
+        ({"n": 2**60}, "too large"),
+        ({"d": Decimal("NaN")}, "not finite"),
+        ({"o": object()}, "cannot encode a object"),
+        ({"s": "\ud800"}, "not valid Unicode"),
+    ],
+)
+def test_values_that_cannot_be_canonical_are_refused(value: object, fragment: str) -> None:
+    with pytest.raises(canonical.CanonicalEncodingError, match=fragment.replace("$", r"\$")):
+        canonical.dumps(value)
+
+
+def test_parsing_refuses_floats() -> None:
+    with pytest.raises(canonical.CanonicalEncodingError):
+        canonical.loads('{"x":1.0}')
