@@ -53,7 +53,7 @@ def to_utc_text(moment: datetime) -> str:
     """Format a moment as stored: ISO 8601 UTC with microseconds and a ``Z`` suffix."""
     if moment.tzinfo is None:
         raise ValueError("refusing to store a naive datetime; give a timezone-aware one")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_utc_text(text: str) -> datetime:

@@ -51,10 +51,12 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        # Straight to the driver: this runs once per unit of work, on the audit's hot path.
+        raw = conn.connection.driver_connection
         if conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("BEGIN DEFERRED")
+            raw.execute("BEGIN DEFERRED")  # type: ignore[union-attr]
         else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

@@ -25,8 +25,43 @@ class CanonicalEncodingError(ValueError):
     """A value cannot be encoded canonically (a float, a non-string key, an unknown type)."""
 
 
+class _NeedsDetail(Exception):
+    """Internal: the fast path met something it does not handle; the slow path explains."""
+
+
+def _fast(value: Any) -> JsonValue:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value  # type: ignore[no-any-return]
+        raise _NeedsDetail
+    if kind is dict:
+        out: dict[str, JsonValue] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NeedsDetail
+            out[key] = _fast(item)
+        return out
+    if kind is list or kind is tuple:
+        return [_fast(item) for item in value]
+    if kind is Decimal:
+        if not value.is_finite():
+            raise _NeedsDetail
+        return str(value)
+    raise _NeedsDetail
+
+
 def normalise(value: Any, path: str = "$") -> JsonValue:
     """Turn a Python value into plain canonical JSON data, or say exactly which part cannot be."""
+    try:
+        return _fast(value)
+    except _NeedsDetail:
+        return _normalise(value, path)
+
+
+def _normalise(value: Any, path: str) -> JsonValue:
     if value is None or isinstance(value, bool | str):
         if isinstance(value, str):
             try:
@@ -35,7 +70,7 @@ def normalise(value: Any, path: str = "$") -> JsonValue:
                 raise CanonicalEncodingError(f"{path}: text is not valid Unicode") from None
         return value
     if isinstance(value, Enum):
-        return normalise(value.value, path)
+        return _normalise(value.value, path)
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
             raise CanonicalEncodingError(f"{path}: integer {value} too large; pass it as a string")
@@ -53,22 +88,39 @@ def normalise(value: Any, path: str = "$") -> JsonValue:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalEncodingError(f"{path}: keys must be strings, got {key!r}")
-            out[key] = normalise(item, f"{path}.{key}")
+            out[key] = _normalise(item, f"{path}.{key}")
         return out
     if isinstance(value, list | tuple):
-        return [normalise(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_normalise(item, f"{path}[{i}]") for i, item in enumerate(value)]
     raise CanonicalEncodingError(f"{path}: cannot encode a {type(value).__name__}")
 
 
 def dumps(value: Any) -> str:
     """Canonical JSON text of a value."""
-    return json.dumps(
+    text = json.dumps(
         normalise(value),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
         allow_nan=False,
     )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            _normalise(value, "$")  # names the offending text
+            raise
+    return text
+
+
+def encode_plain(value: JsonValue) -> bytes:
+    """Canonical bytes of data already passed through :func:`normalise` (the hot path)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        _normalise(value, "$")  # names the offending text
+        raise
 
 
 def canonical_bytes(value: Any) -> bytes:

@@ -9,6 +9,8 @@ commit together or not at all. If the event cannot be written the caller gets an
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from hmi.audit.checkpoint import Checkpoint, WitnessError, WitnessFile, make_che
 from hmi.audit.guards import install_guards
 from hmi.audit.hashing import GENESIS_PREV_HASH, content_object, row_hash
 from hmi.audit.keys import Signer
-from hmi.audit.tables import audit_event, audit_key, terminal
+from hmi.audit.tables import CONTENT_COLUMNS, audit_event, audit_key, terminal
 from hmi.clock import Clock, to_utc_text
 from hmi.db import describe_db_error
 
@@ -33,6 +35,16 @@ log = logging.getLogger(__name__)
 
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 CHAIN_STARTED = "audit.chain.started"
+
+
+_INSERT_COLUMNS = tuple(c.name for c in audit_event.columns if c.name != "id")
+_INSERT_SQL = (
+    f"INSERT INTO audit_event ({', '.join(_INSERT_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
+)
+_HEAD_SQL = (
+    "SELECT seq, row_hash FROM audit_event WHERE terminal_id = ? ORDER BY seq DESC LIMIT 1"
+)
 
 
 class AuditWriteError(Exception):
@@ -101,7 +113,18 @@ def seal_event(
         "details": "{}",
         **fields,
     }
-    content = canonical.canonical_bytes(content_object(row))
+    details = row["details"]
+    details_value = canonical.loads(details) if isinstance(details, str) else details
+    details_value = canonical.normalise(details_value, "$.details")
+    for name in CONTENT_COLUMNS:
+        if name == "details":
+            continue
+        value = row[name]
+        if value is not None and type(value) is not str:
+            raise canonical.CanonicalEncodingError(f"{name} must be text, got {type(value).__name__}")
+    content_map = content_object({**row, "details": details_value})
+    content = canonical.encode_plain(content_map)
+    row["details"] = canonical.encode_plain(details_value).decode("utf-8")
     digest = row_hash(terminal_id, seq, prev_hash, content)
     row.update(
         terminal_id=terminal_id,
@@ -142,6 +165,9 @@ class AuditLog:
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock.now()
         self._postgres = engine.dialect.name == "postgresql"
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._local = threading.local()
+        self._connections: list[Connection] = []
         install_guards(engine)
 
     # -- transactions -------------------------------------------------------------------
@@ -150,17 +176,35 @@ class AuditLog:
     def transaction(self) -> Iterator[Connection]:
         """One unit of work: state rows and audit events commit together, then checkpoint if due."""
         try:
-            with self.engine.begin() as conn:
+            conn = self._connection()
+            with conn.begin():
                 yield conn
                 last: RecordedEvent | None = conn.info.pop("hmi_audit_last", None)
                 count: int = conn.info.pop("hmi_audit_count", 0)
-        except DBAPIError as exc:
+        except (DBAPIError, sqlite3.Error) as exc:
+            self._local.conn = None
             raise AuditWriteError(
                 f"the action was not recorded and did not happen: {describe_db_error(exc)}"
             ) from exc
         if count:
             self._since_checkpoint += count
             self._maybe_checkpoint(last)
+
+    def _connection(self) -> Connection:
+        """This thread's connection, kept open between transactions (no pool round trip)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect()
+            self._local.conn = conn
+            self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Release the connections this log holds (at shutdown)."""
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+        self._local = threading.local()
 
     def record_now(self, action: str, actor: Actor, **fields: Any) -> RecordedEvent:
         """Record a single event in its own transaction (for events with no state change)."""
@@ -191,7 +235,7 @@ class AuditLog:
         if isinstance(entity, tuple):
             entity = Entity(*entity)
         try:
-            details_text = canonical.dumps(dict(details or {}))
+            details_map = dict(details or {})
             self._check_terminal(conn)
             head = self._lock_head(conn)
             if head is None:
@@ -225,9 +269,9 @@ class AuditLog:
                 new_value=_text(new_value),
                 reason=reason,
                 meaning=meaning,
-                details=details_text,
+                details=details_map,
             )
-        except DBAPIError as exc:
+        except (DBAPIError, sqlite3.Error) as exc:
             raise AuditWriteError(
                 f"the action was not recorded and did not happen: {describe_db_error(exc)}"
             ) from exc
@@ -254,9 +298,12 @@ class AuditLog:
 
     def _lock_head(self, conn: Connection) -> tuple[int, str] | None:
         if self._postgres:
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.terminal_id}
-            )
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.terminal_id})
+        if self._sqlite:
+            # The append path is hot: talk to the driver directly inside SQLAlchemy's transaction.
+            raw = conn.connection.driver_connection
+            found = raw.execute(_HEAD_SQL, (self.terminal_id,)).fetchone()  # type: ignore[union-attr]
+            return None if found is None else (int(found[0]), str(found[1]))
         row = conn.execute(
             select(audit_event.c.seq, audit_event.c.row_hash)
             .where(audit_event.c.terminal_id == self.terminal_id)
@@ -284,7 +331,11 @@ class AuditLog:
             **fields,
         }
         row = seal_event(self.signer, self.terminal_id, seq, prev, row)
-        conn.execute(insert(audit_event), row)
+        if self._sqlite:
+            raw = conn.connection.driver_connection
+            raw.execute(_INSERT_SQL, [row[name] for name in _INSERT_COLUMNS])  # type: ignore[union-attr]
+        else:
+            conn.execute(insert(audit_event), row)
         return RecordedEvent(self.terminal_id, seq, row["ts"], row["row_hash"], action)
 
     # -- checkpoints --------------------------------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, Select, and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hmi.audit.checkpoint import Checkpoint, WitnessFile
@@ -20,15 +20,12 @@ from hmi.audit.verify import ROW_FIELDS, Kind, Row, VerifyReport, verify_rows
 from hmi.db import DatabaseError, describe_db_error, read_only
 
 
-def load_rows(
-    engine: Engine,
-    *,
-    terminal: str | None = None,
-    from_seq: dict[str, int] | None = None,
-    ts_from: str | None = None,
-    ts_to: str | None = None,
-) -> list[Row]:
-    """Event rows in chain order (terminal, seq, storage id), as the verifier takes them."""
+def _rows_query(
+    terminal: str | None,
+    from_seq: dict[str, int] | None,
+    ts_from: str | None,
+    ts_to: str | None,
+) -> Select[Any]:
     columns = [audit_event.c[name] for name in ROW_FIELDS]
     query = select(*columns).order_by(
         audit_event.c.terminal_id, audit_event.c.seq, audit_event.c.id
@@ -39,14 +36,46 @@ def load_rows(
         query = query.where(audit_event.c.ts >= ts_from)
     if ts_to is not None:
         query = query.where(audit_event.c.ts <= ts_to)
+    if from_seq:
+        anchored = [
+            and_(audit_event.c.terminal_id == name, audit_event.c.seq >= seq)
+            for name, seq in from_seq.items()
+        ]
+        others = audit_event.c.terminal_id.not_in(list(from_seq))
+        query = query.where(or_(others, *anchored))
+    return query
+
+
+def iter_rows(
+    engine: Engine,
+    *,
+    terminal: str | None = None,
+    from_seq: dict[str, int] | None = None,
+    ts_from: str | None = None,
+    ts_to: str | None = None,
+) -> Iterator[Row]:
+    """Event rows in chain order (terminal, seq, storage id), streamed in batches."""
+    query = _rows_query(terminal, from_seq, ts_from, ts_to)
     try:
         with read_only(engine) as conn:
-            rows = [tuple(r) for r in conn.execute(query)]
+            for row in conn.execute(query).yield_per(2500):
+                yield tuple(row)
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_db_error(exc)) from exc
-    if from_seq:
-        rows = [r for r in rows if int(r[1]) >= from_seq.get(r[0], 0)]
-    return rows
+
+
+def load_rows(
+    engine: Engine,
+    *,
+    terminal: str | None = None,
+    from_seq: dict[str, int] | None = None,
+    ts_from: str | None = None,
+    ts_to: str | None = None,
+) -> list[Row]:
+    """Event rows in chain order, as the verifier and the exports take them."""
+    return list(
+        iter_rows(engine, terminal=terminal, from_seq=from_seq, ts_from=ts_from, ts_to=ts_to)
+    )
 
 
 def trusted_keys(paths: Sequence[Path]) -> dict[str, PublicKey]:
@@ -111,7 +140,7 @@ def verify_database(
     anchors = state.load(trusted) if (state is not None and incremental) else {}
     if terminal is not None:
         anchors = {t: a for t, a in anchors.items() if t == terminal}
-    rows = load_rows(
+    rows = iter_rows(
         engine, terminal=terminal, from_seq={t: a.seq for t, a in anchors.items()} or None
     )
     report.incremental_from = {t: a.seq for t, a in anchors.items()}

@@ -128,9 +128,21 @@ OK, MODIFIED, BAD_SIG, UNKNOWN_KEY = 0, 1, 2, 3
 _SIGNATURE_HEX = re.compile(r"[0-9a-f]{128}")
 
 
+_CONTENT_NAMES = (
+    "action", "actor_id", "actor_role", "entity_id", "entity_type", "field", "meaning",
+    "new_value", "old_value", "reason", "session_id", "ts",
+)  # fmt: skip
+_CONTENT_INDEX = tuple((name, _I[name]) for name in _CONTENT_NAMES)
+_DETAILS = _I["details"]
+
+
 def _content(row: Row) -> bytes:
-    fields = {name: row[_I[name]] for name in ROW_FIELDS}
-    return canonical.canonical_bytes(content_object(fields))
+    content: dict[str, Any] = {name: row[index] for name, index in _CONTENT_INDEX}
+    for value in content.values():
+        if value is not None and type(value) is not str:
+            raise TypeError("content columns are text")
+    content["details"] = canonical.normalise(canonical.loads(row[_DETAILS]))
+    return canonical.encode_plain(content)
 
 
 def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
@@ -165,15 +177,34 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
     return out
 
 
-def _check_rows_parallel(rows: Sequence[Row], keys: dict[str, bytes], workers: int) -> list[int]:
-    if workers <= 1 or len(rows) < 4000:
-        return check_rows(rows, keys)
-    chunks = workers * 4
-    size = -(-len(rows) // chunks)
-    parts = [rows[i : i + size] for i in range(0, len(rows), size)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-        results = pool.map(check_rows, parts, [keys] * len(parts))
-        return [status for part in results for status in part]
+def _check_rows_parallel(rows: Iterable[Row], keys: dict[str, bytes], workers: int) -> tuple[list[Row], list[int]]:
+    """Check rows while they are still being read: chunks go to worker processes as they come."""
+    if workers <= 1:
+        all_rows = list(rows)
+        return all_rows, check_rows(all_rows, keys)
+    all_rows = []
+    futures = []
+    chunk: list[Row] = []
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
+    try:
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= _CHUNK:
+                futures.append(pool.submit(check_rows, chunk, keys))
+                all_rows.extend(chunk)
+                chunk = []
+        if chunk and not futures:  # small: not worth the processes
+            all_rows.extend(chunk)
+            return all_rows, check_rows(chunk, keys)
+        if chunk:
+            futures.append(pool.submit(check_rows, chunk, keys))
+            all_rows.extend(chunk)
+        return all_rows, [status for future in futures for status in future.result()]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_CHUNK = 2500
 
 
 def default_workers() -> int:
@@ -204,9 +235,8 @@ def verify_rows(
     started = time.perf_counter()
     report = report or VerifyReport()
     anchors = anchors or {}
-    all_rows = list(rows)
     keys = {key_id: key.raw for key_id, key in trusted.items()}
-    statuses = _check_rows_parallel(all_rows, keys, workers or default_workers())
+    all_rows, statuses = _check_rows_parallel(rows, keys, workers or default_workers())
     report.rows_checked += len(all_rows)
 
     by_terminal: dict[str, list[tuple[Row, int]]] = defaultdict(list)

@@ -37,8 +37,6 @@ _SQLITE = [
     """,
     "CREATE INDEX ix_audit_event_ts ON audit_event (ts)",
     "CREATE INDEX ix_audit_event_entity ON audit_event (entity_type, entity_id)",
-    "CREATE INDEX ix_audit_event_actor ON audit_event (actor_id)",
-    "CREATE INDEX ix_audit_event_action ON audit_event (action)",
     """
     CREATE TABLE audit_key (
         key_id TEXT PRIMARY KEY,
