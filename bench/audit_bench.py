@@ -98,9 +98,7 @@ def bare_verify_rate(workers: int, per_worker: int) -> float:
     sig = key.sign(msg)
     from cryptography.hazmat.primitives import serialization
 
-    raw = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     start = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
         done = sum(pool.map(_bare_verify, [(raw, sig, msg, per_worker)] * workers))
@@ -156,21 +154,27 @@ def main() -> None:
     extra = args.rows - args.appends
     with site.audit.transaction() as conn:  # bulk fill in one transaction to save time
         for _ in range(max(0, extra)):
-            site.audit.record(conn, "plc.write", ACTOR, field="speed_setpoint", new_value="12", details=DETAILS)
+            site.audit.record(
+                conn, "plc.write", ACTOR, field="speed_setpoint", new_value="12", details=DETAILS
+            )
     site.audit.checkpoint("bench")
     trusted = trusted_keys([site.settings.public_key_path])
     witness = WitnessFile(site.settings.witness_path)
     state = VerifyState(base / "state.json")
     bare_rate_v = bare_verify_rate(workers, 6000)
     start = time.perf_counter()
-    report = verify_database(site.engine, trusted=trusted, witness=witness, state=state, workers=workers)
+    report = verify_database(
+        site.engine, trusted=trusted, witness=witness, state=state, workers=workers
+    )
     full_s = time.perf_counter() - start
     assert report.ok, report.problems[:5]
     rows = report.rows_checked
     print("\n== full verify ==")
     print(f"bare Ed25519 verify on {workers} cores: {bare_rate_v:8.0f}/s")
     print(f"full verify of {rows} rows:          {rows / full_s:8.0f} rows/s ({full_s:.2f} s)")
-    print(f"ratio verify / bare signature rate: {rows / full_s / bare_rate_v:.2f}  (target >= 0.80)")
+    print(
+        f"ratio verify / bare signature rate: {rows / full_s / bare_rate_v:.2f}  (target >= 0.80)"
+    )
 
     # 3. Incremental verify grows with the new rows only.
     print("\n== incremental verify ==")
@@ -180,12 +184,20 @@ def main() -> None:
                 site.audit.record(conn, "plc.write", ACTOR, new_value="13", details=DETAILS)
         start = time.perf_counter()
         inc = verify_database(
-            site.engine, trusted=trusted, witness=witness, state=state, incremental=True, workers=workers
+            site.engine,
+            trusted=trusted,
+            witness=witness,
+            state=state,
+            incremental=True,
+            workers=workers,
         )
         took = time.perf_counter() - start
         assert inc.ok, inc.problems[:5]
         site.audit.checkpoint("bench")
-        print(f"{new:5d} new rows: checked {inc.rows_checked:5d} rows in {took * 1e3:7.1f} ms (full run: {full_s * 1e3:.0f} ms for {rows})")
+        print(
+            f"{new:5d} new rows: checked {inc.rows_checked:5d} rows in {took * 1e3:7.1f} ms"
+            f" (full run: {full_s * 1e3:.0f} ms for {rows})"
+        )
     site.close()
 
 

@@ -128,10 +128,15 @@ def canonical_bytes(value: Any) -> bytes:
     return dumps(value).encode("utf-8")
 
 
+def _no_float(literal: str) -> Any:
+    raise CanonicalEncodingError(f"floats are not allowed in canonical JSON: {literal}")
+
+
+_DECODER = json.JSONDecoder(parse_float=_no_float)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse canonical JSON; refuses floats so a round trip can never change a value."""
-
-    def _no_float(literal: str) -> Any:
-        raise CanonicalEncodingError(f"floats are not allowed in canonical JSON: {literal}")
-
-    return json.loads(text, parse_float=_no_float)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _DECODER.decode(text)

@@ -9,9 +9,9 @@ commit together or not at all. If the event cannot be written the caller gets an
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,9 +42,7 @@ _INSERT_SQL = (
     f"INSERT INTO audit_event ({', '.join(_INSERT_COLUMNS)})"
     f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
 )
-_HEAD_SQL = (
-    "SELECT seq, row_hash FROM audit_event WHERE terminal_id = ? ORDER BY seq DESC LIMIT 1"
-)
+_HEAD_SQL = "SELECT seq, row_hash FROM audit_event WHERE terminal_id = ? ORDER BY seq DESC LIMIT 1"
 
 
 class AuditWriteError(Exception):
@@ -121,7 +119,9 @@ def seal_event(
             continue
         value = row[name]
         if value is not None and type(value) is not str:
-            raise canonical.CanonicalEncodingError(f"{name} must be text, got {type(value).__name__}")
+            raise canonical.CanonicalEncodingError(
+                f"{name} must be text, got {type(value).__name__}"
+            )
     content_map = content_object({**row, "details": details_value})
     content = canonical.encode_plain(content_map)
     row["details"] = canonical.encode_plain(details_value).decode("utf-8")
@@ -298,7 +298,9 @@ class AuditLog:
 
     def _lock_head(self, conn: Connection) -> tuple[int, str] | None:
         if self._postgres:
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.terminal_id})
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.terminal_id}
+            )
         if self._sqlite:
             # The append path is hot: talk to the driver directly inside SQLAlchemy's transaction.
             raw = conn.connection.driver_connection

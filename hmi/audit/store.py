@@ -10,13 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, or_, select
+from sqlalchemy import Engine, Select, and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hmi.audit.checkpoint import Checkpoint, WitnessFile
 from hmi.audit.keys import KeyFileError, PublicKey
 from hmi.audit.tables import audit_event
-from hmi.audit.verify import ROW_FIELDS, Kind, Row, VerifyReport, verify_rows
+from hmi.audit.verify import (
+    ROW_FIELDS,
+    Kind,
+    Row,
+    VerifyReport,
+    default_workers,
+    verify_rows,
+    verify_sqlite_file,
+)
 from hmi.db import DatabaseError, describe_db_error, read_only
 
 
@@ -118,6 +126,35 @@ class VerifyState:
         os.replace(tmp, self.path)
 
 
+_PARALLEL_FROM = 8000
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.query:
+        return None
+    return url.database if url.database != ":memory:" else None
+
+
+def _id_range(engine: Engine, anchors: dict[str, Checkpoint]) -> tuple[int, int] | None:
+    """Storage ids to read: everything, or from the earliest anchored row on."""
+    with read_only(engine) as conn:
+        low, high = conn.execute(
+            select(func.min(audit_event.c.id), func.max(audit_event.c.id))
+        ).one()
+        if low is None:
+            return None
+        for name, point in anchors.items():
+            anchored = conn.execute(
+                select(audit_event.c.id).where(
+                    audit_event.c.terminal_id == name, audit_event.c.seq == point.seq
+                )
+            ).scalar()
+            if anchored is not None:
+                low = max(low, int(anchored)) if len(anchors) == 1 else low
+    return int(low), int(high)
+
+
 def verify_database(
     engine: Engine,
     *,
@@ -140,18 +177,23 @@ def verify_database(
     anchors = state.load(trusted) if (state is not None and incremental) else {}
     if terminal is not None:
         anchors = {t: a for t, a in anchors.items() if t == terminal}
-    rows = iter_rows(
-        engine, terminal=terminal, from_seq={t: a.seq for t, a in anchors.items()} or None
-    )
     report.incremental_from = {t: a.seq for t, a in anchors.items()}
-    verify_rows(
-        rows,
-        trusted=trusted,
-        checkpoints=checkpoints,
-        anchors=anchors,
-        workers=workers,
-        report=report,
-    )
+    workers = workers or default_workers()
+    sqlite_file = _sqlite_file(engine)
+    id_range = _id_range(engine, anchors) if (sqlite_file and workers > 1) else None
+    if sqlite_file and id_range and id_range[1] - id_range[0] >= _PARALLEL_FROM:
+        verify_sqlite_file(
+            sqlite_file, id_range, trusted=trusted, checkpoints=checkpoints, anchors=anchors,
+            terminal=terminal, workers=workers, report=report,
+        )  # fmt: skip
+    else:
+        rows = iter_rows(
+            engine, terminal=terminal, from_seq={t: a.seq for t, a in anchors.items()} or None
+        )
+        verify_rows(
+            rows, trusted=trusted, checkpoints=checkpoints, anchors=anchors, workers=workers,
+            report=report,
+        )  # fmt: skip
     if report.ok and state is not None:
         new_anchors = dict(anchors)
         for point in checkpoints:
