@@ -1,0 +1,1 @@
+"""The signed, hash-chained audit trail: append, checkpoint, verify, export (no Textual)."""
