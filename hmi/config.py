@@ -74,7 +74,12 @@ class AuditSettings(_Section):
 
 
 class SessionSettings(_Section):
-    """The Part 11 'continuous period of controlled access'."""
+    """The Part 11 'continuous period of controlled access' on a shared kiosk.
+
+    A session starts at login and ends at logout, after ``absolute_limit_hours`` whatever the
+    activity, or when another user logs in; after ``idle_lock_minutes`` without activity the
+    kiosk locks and only the same user's password (or another user's login) continues.
+    """
 
     idle_lock_minutes: Annotated[float, Field(gt=0, le=60)] = 5.0
     idle_warning_seconds: Annotated[int, Field(ge=0, le=600)] = 30
@@ -82,7 +87,14 @@ class SessionSettings(_Section):
 
 
 class PasswordSettings(_Section):
-    """Password policy (NIST SP 800-63B rev 4 numbers by default)."""
+    """Password policy (NIST SP 800-63B rev 4 numbers by default) and argon2id cost.
+
+    Lengths count Unicode characters after NFKC normalisation. ``max_age_days = 0`` turns
+    password ageing off (NIST's default); a site may turn it on. The ``min_guesses_log10_*``
+    values are zxcvbn's estimate of the guesses an attacker needs, as a power of ten (8 accepts
+    eight random characters and rejects common or patterned passwords). The argon2id floor is
+    OWASP's (t=2, 19 MiB, p=1).
+    """
 
     min_length_without_totp: Annotated[int, Field(ge=15, le=64)] = 15
     min_length_with_totp: Annotated[int, Field(ge=8, le=64)] = 8
@@ -90,6 +102,8 @@ class PasswordSettings(_Section):
     history: Annotated[int, Field(ge=0, le=24)] = 5
     max_age_days: Annotated[int, Field(ge=0, le=3650)] = 0
     lockout_threshold: Annotated[int, Field(ge=1, le=100)] = 5
+    min_guesses_log10_without_totp: Annotated[float, Field(ge=8, le=30)] = 10.0
+    min_guesses_log10_with_totp: Annotated[float, Field(ge=8, le=30)] = 8.0
     argon2_time_cost: Annotated[int, Field(ge=2, le=20)] = 3
     argon2_memory_kib: Annotated[int, Field(ge=19_456, le=4_194_304)] = 65_536
     argon2_parallelism: Annotated[int, Field(ge=1, le=16)] = 1

@@ -56,23 +56,231 @@ checkpoint_every_events = 1000
 checkpoint_every_minutes = 15
 
 [session]
-idle_lock_minutes = 5             # inactivity lock of the kiosk
+idle_lock_minutes = 5             # inactivity lock of the kiosk (same user's password unlocks)
 idle_warning_seconds = 30         # countdown shown before the lock
 absolute_limit_hours = 12         # a session ends after this, whatever the activity
 
 [password]
-min_length_without_totp = 15
-min_length_with_totp = 8
-max_length = 128
+min_length_without_totp = 15      # NIST SP 800-63B: 15 for password-only accounts
+min_length_with_totp = 8          # accounts that also use an authenticator (TOTP)
+max_length = 128                  # at least 64
 history = 5                       # no reuse of the last N passwords
-max_age_days = 0                  # 0: passwords do not expire
+max_age_days = 0                  # 0: passwords do not expire; e.g. 365 turns ageing on
 lockout_threshold = 5             # consecutive failures before the account locks
+min_guesses_log10_without_totp = 10   # zxcvbn: guesses an attacker needs, as a power of ten
+min_guesses_log10_with_totp = 8   # 8 random characters; common or patterned passwords fail
 argon2_time_cost = 3              # argon2id; at or above the OWASP floor (t=2, 19 MiB, p=1)
-argon2_memory_kib = 65536
+argon2_memory_kib = 65536         # ~180 ms per hash at t=3, p=1 on a 2-core kiosk
 argon2_parallelism = 1
 
 [plc]
+# The PLC's OPC UA server. The defaults talk to the bundled simulator (plc-sim); see
+# docs/plc-interface.md for the interface a real PLC must expose, or change the tag map below.
 endpoint = "opc.tcp://127.0.0.1:4840/blender/"
+namespace_uri = "urn:line-hmi:plc-sim:blender"   # browse paths below are in this namespace
+security_mode = "SignAndEncrypt"  # or "Sign"; "None" needs allow_insecure = true
+security_policy = "Basic256Sha256"
+allow_insecure = false            # true only on an isolated test bench; shown on screen
+username = "hmi"
+password = ""                     # prefer password_file; a password here takes precedence
+password_file = "plc/password"    # one line, readable by this account only
+server_certificate = "plc/pki/trusted/server.der"   # the PLC certificate trusted explicitly
+client_certificate = "plc/pki/own/client-cert.der"  # created on first use; the PLC must trust it
+client_private_key = "plc/pki/own/client-key.pem"   # mode 0600
+application_uri = "urn:line-hmi:hmi"
+publishing_interval_ms = 50       # how often the PLC sends changed values
+heartbeat_tag = "heartbeat"       # a counter the PLC increments; supervision watches it
+heartbeat_timeout_s = 1.0         # no heartbeat change for this long: connection lost
+request_timeout_s = 2.0           # a read, write or command without answer is failed
+reconnect_initial_s = 0.5         # reconnect back-off starts here and doubles...
+reconnect_max_s = 10.0            # ...up to this
+last_result_tag = "last_command_result"   # the PLC's reason when it refuses a command
+
+[plc.alarms]
+source = "Blender"                # object whose alarm events are subscribed
+event_type = "BlenderAlarmEventType"   # event type, browse path below BaseEventType
+code_field = "AlarmCode"
+active_field = "Active"
+active_list_tag = "active_alarms" # re-read after a reconnect to resynchronise alarms
+
+# Tag map: logical tag -> node (path = browse path from Objects, or node = "ns=..;s=.." /
+# "nsu=URI;s=.."), type (float, int, bool, str, str_list), unit, valid low/high, writable.
+# A value outside low/high, of another type, or with a bad status is shown as BAD.
+
+[plc.tags.state]
+path = "Blender/State"
+type = "str"
+choices = [
+    "Clearing", "Stopped", "Starting", "Idle", "Suspended", "Execute",
+    "Stopping", "Aborting", "Aborted", "Holding", "Held", "Unholding",
+    "Suspending", "Unsuspending", "Resetting", "Completing", "Complete",
+]
+
+[plc.tags.state_code]
+path = "Blender/StateCode"
+type = "int"
+low = 1
+high = 17
+
+[plc.tags.mode]
+path = "Blender/Mode"
+type = "str"
+choices = ["production", "service"]
+
+[plc.tags.speed_setpoint]
+path = "Blender/SpeedSetpoint"
+type = "float"
+unit = "rpm"
+low = 0
+high = 30
+writable = true
+
+[plc.tags.speed]
+path = "Blender/Speed"
+type = "float"
+unit = "rpm"
+low = 0
+high = 35
+
+[plc.tags.blend_time_setpoint]
+path = "Blender/BlendTimeSetpoint"
+type = "float"
+unit = "s"
+low = 0
+high = 3600
+writable = true
+
+[plc.tags.revolutions_setpoint]
+path = "Blender/RevolutionsSetpoint"
+type = "int"
+low = 0
+high = 100000
+writable = true
+
+[plc.tags.elapsed_time]
+path = "Blender/ElapsedTime"
+type = "float"
+unit = "s"
+low = 0
+high = 86400
+
+[plc.tags.revolutions]
+path = "Blender/Revolutions"
+type = "float"
+low = 0
+high = 1000000
+
+[plc.tags.motor_current]
+path = "Blender/MotorCurrent"
+type = "float"
+unit = "A"
+low = 0
+high = 20
+
+[plc.tags.product_temperature]
+path = "Blender/ProductTemperature"
+type = "float"
+unit = "°C"
+low = -10
+high = 100
+
+[plc.tags.weight]
+path = "Blender/Weight"
+type = "float"
+unit = "kg"
+low = 0
+high = 600
+
+[plc.tags.weight_stable]
+path = "Blender/WeightStable"
+type = "bool"
+
+[plc.tags.lid_closed]
+path = "Blender/LidClosed"
+type = "bool"
+
+[plc.tags.discharge_valve_open]
+path = "Blender/DischargeValveOpen"
+type = "bool"
+
+[plc.tags.estop]
+path = "Blender/EStop"
+type = "bool"
+
+[plc.tags.heartbeat]
+path = "Blender/Heartbeat"
+type = "int"
+
+[plc.tags.last_command_result]
+path = "Blender/LastCommandResult"
+type = "str"
+
+[plc.tags.active_alarms]
+path = "Blender/ActiveAlarms"
+type = "str_list"
+
+# Commands: logical name -> method (browse path; its parent is the object) and checked
+# arguments.
+[plc.methods.start]
+path = "Blender/Start"
+
+[plc.methods.hold]
+path = "Blender/Hold"
+
+[plc.methods.unhold]
+path = "Blender/Unhold"
+
+[plc.methods.stop]
+path = "Blender/Stop"
+
+[plc.methods.abort]
+path = "Blender/Abort"
+
+[plc.methods.reset]
+path = "Blender/Reset"
+
+[plc.methods.clear]
+path = "Blender/Clear"
+
+[plc.methods.charge]
+path = "Blender/Charge"
+[[plc.methods.charge.args]]
+name = "quantity"
+type = "float"
+unit = "kg"
+low = 0.01
+high = 500
+
+[plc.methods.discharge]
+path = "Blender/Discharge"
+
+[plc.methods.close_valve]
+path = "Blender/CloseValve"
+
+[plc.methods.open_lid]
+path = "Blender/OpenLid"
+
+[plc.methods.close_lid]
+path = "Blender/CloseLid"
+
+[plc.methods.jog]
+path = "Blender/Jog"
+[[plc.methods.jog.args]]
+name = "speed"
+type = "float"
+unit = "rpm"
+low = 0
+high = 5
+
+[plc.methods.calibration_check]
+path = "Blender/CalibrationCheck"
+
+[plc.methods.set_mode]
+path = "Blender/SetMode"
+[[plc.methods.set_mode.args]]
+name = "mode"
+type = "str"
+choices = ["production", "service"]
 """
 
 
@@ -94,6 +302,7 @@ class Site:
         return hashlib.sha256((self.data_dir / CONFIG_FILE_NAME).read_bytes()).hexdigest()
 
     def close(self) -> None:
+        self.audit.close()
         self.engine.dispose()
 
 
@@ -123,7 +332,10 @@ def open_site(data_dir: Path, *, clock: Clock | None = None, upgrade: bool = Tru
             audit.record_now(
                 "db.migrated",
                 SYSTEM,
-                details={"versions": [m.version for m in applied], "names": [m.name for m in applied]},
+                details={
+                    "versions": [m.version for m in applied],
+                    "names": [m.name for m in applied],
+                },
             )
     return site
 

@@ -1,1 +1,81 @@
-"""The PLC gateway: how the HMI reaches equipment over OPC UA (no Textual, no audit)."""
+"""The PLC gateway: how the HMI reaches equipment over OPC UA (no Textual, no audit).
+
+Services depend on :class:`PlcGateway`; :class:`AsyncuaGateway` is the OPC UA implementation,
+configured by :class:`PlcSettings` (``[plc]`` in hmi.toml) including the tag map.
+"""
+
+from hmi.plc.asyncua_gateway import AsyncuaGateway
+from hmi.plc.certificates import (
+    describe_certificate,
+    ensure_client_certificate,
+    load_trusted_certificate,
+    trust_server_certificate,
+)
+from hmi.plc.errors import (
+    PlcAuthenticationFailed,
+    PlcCertificateUntrusted,
+    PlcClientCertificateRejected,
+    PlcCommandNotConfirmed,
+    PlcCommandRejected,
+    PlcConfigError,
+    PlcConnectionFailed,
+    PlcError,
+    PlcNotConnected,
+    PlcSecurityError,
+    PlcValueRejected,
+    PlcWriteNotConfirmed,
+    PlcWriteRejected,
+)
+from hmi.plc.gateway import PlcGateway
+from hmi.plc.settings import AlarmSettings, ArgSpec, MethodSpec, PlcSettings, TagSpec
+from hmi.plc.stream import PlcEventStream
+from hmi.plc.types import (
+    COMM_LOSS_ALARM,
+    ConnectionState,
+    ConnectionStateChanged,
+    PlcAlarmEvent,
+    PlcEvent,
+    Quality,
+    ServerCertificate,
+    TagUpdate,
+    TagValue,
+    TagValuesChanged,
+)
+
+__all__ = [
+    "COMM_LOSS_ALARM",
+    "AlarmSettings",
+    "ArgSpec",
+    "AsyncuaGateway",
+    "ConnectionState",
+    "ConnectionStateChanged",
+    "MethodSpec",
+    "PlcAlarmEvent",
+    "PlcAuthenticationFailed",
+    "PlcCertificateUntrusted",
+    "PlcClientCertificateRejected",
+    "PlcCommandNotConfirmed",
+    "PlcCommandRejected",
+    "PlcConfigError",
+    "PlcConnectionFailed",
+    "PlcError",
+    "PlcEvent",
+    "PlcEventStream",
+    "PlcGateway",
+    "PlcNotConnected",
+    "PlcSecurityError",
+    "PlcSettings",
+    "PlcValueRejected",
+    "PlcWriteNotConfirmed",
+    "PlcWriteRejected",
+    "Quality",
+    "ServerCertificate",
+    "TagSpec",
+    "TagUpdate",
+    "TagValue",
+    "TagValuesChanged",
+    "describe_certificate",
+    "ensure_client_certificate",
+    "load_trusted_certificate",
+    "trust_server_certificate",
+]

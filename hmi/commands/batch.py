@@ -1,0 +1,88 @@
+"""``hmi batch list | show BATCH``: the electronic batch records of a site, in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hmi.commands.errors import CommandError, data_dir
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    batch = sub.add_parser("batch", help="list batches and print a batch record")
+    batch_sub = batch.add_subparsers(dest="batch_command", metavar="ACTION", required=True)
+    listing = batch_sub.add_parser("list", parents=[parent], help="list the site's batches")
+    listing.add_argument(
+        "--status",
+        choices=("running", "held", "awaiting_review", "released", "rejected", "aborted"),
+        help="only batches in this status",
+    )
+    listing.set_defaults(handler=run_list)
+    show = batch_sub.add_parser(
+        "show",
+        parents=[parent],
+        help="print a batch record: steps, values, deviations, signatures, PLC commands",
+    )
+    show.add_argument("batch_id", metavar="BATCH")
+    show.set_defaults(handler=run_show)
+
+
+def _engine(site: Any) -> Any:
+    from hmi.auth.services import build_auth_services
+    from hmi.batch.engine import BatchEngine
+    from hmi.recipe.service import RecipeService
+
+    auth = build_auth_services(site.settings, site.engine, site.audit, site.clock)
+    recipes = RecipeService(
+        engine=site.engine,
+        audit=site.audit,
+        clock=site.clock,
+        sessions=auth.sessions,
+        signatures=auth.signatures,
+    )
+    return BatchEngine(
+        engine=site.engine,
+        audit=site.audit,
+        clock=site.clock,
+        sessions=auth.sessions,
+        signatures=auth.signatures,
+        plc=None,
+        recipes=recipes,
+    )
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from hmi.batch.model import BatchStatus
+    from hmi.batch.report import batch_line
+    from hmi.site import open_site
+
+    site = open_site(data_dir(args), upgrade=False)
+    try:
+        engine = _engine(site)
+        status = BatchStatus(args.status) if args.status else None
+        batches = engine.list_batches(status=status)
+        if not batches:
+            print("no batches" + (f" in status {args.status}" if args.status else ""))
+        for info in batches:
+            print(batch_line(info))
+        return 0
+    finally:
+        site.close()
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from hmi.batch.errors import BatchNotFound
+    from hmi.batch.report import render_record
+    from hmi.site import open_site
+
+    site = open_site(data_dir(args), upgrade=False)
+    try:
+        engine = _engine(site)
+        try:
+            record = engine.record(args.batch_id.strip().upper())
+        except BatchNotFound as exc:
+            raise CommandError(str(exc), 2) from None
+        print("\n".join(render_record(record)))
+        return 0
+    finally:
+        site.close()

@@ -1,0 +1,172 @@
+"""``hmi demo``: a throwaway training site, the bundled simulator and the TUI, in one command.
+
+``hmi demo codes --data DIR`` prints the current authenticator codes of a kept demo site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hmi.commands.errors import CommandError
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "demo",
+        parents=[parent],
+        help="run a demo site with the bundled PLC simulator and the operator terminal",
+        description=(
+            "Create a throwaway demo site (or keep it with --data DIR), seed demo accounts for"
+            " every role, import and approve the shipped recipes, start the bundled simulator"
+            " on a free loopback port with a secure endpoint, and open the terminal."
+        ),
+    )
+    parser.add_argument("--seed", type=int, default=1, help="simulator noise seed")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=10.0,
+        help="simulated seconds per real second (default 10: a 15-minute blend in 90 s)",
+    )
+    parser.set_defaults(handler=run_demo)
+    demo_sub = parser.add_subparsers(dest="demo_command", metavar="SUBCOMMAND")
+    codes = demo_sub.add_parser(
+        "codes",
+        parents=[parent],
+        help="print the demo accounts and their current authenticator codes",
+    )
+    codes.set_defaults(handler=print_codes)
+
+
+def print_codes(args: argparse.Namespace) -> int:
+    from hmi.auth.totp import step_at
+    from hmi.clock import SystemClock
+    from hmi.demo import DEMO_FILE, current_codes, load_accounts
+
+    if args.data is None:
+        raise CommandError("give the demo site: hmi demo codes --data DIR", 2)
+    data = Path(args.data)
+    if not (data / DEMO_FILE).is_file():
+        raise CommandError(f"{data} is not a demo site (no {DEMO_FILE})", 2)
+    now = SystemClock().now()
+    left = 30 - int(now.timestamp()) % 30
+    print(f"Demo accounts (codes valid for {left} more seconds):")
+    for user, code in current_codes(load_accounts(data), step_at(now)):
+        print(f"  {user.user_id:<11} {user.role:<12} {user.password:<26} {code or '-'}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from hmi.demo import (
+        DEMO_LINE_NAME,
+        DEMO_SITE_NAME,
+        DEMO_TERMINAL,
+        DemoError,
+        SimulatorProcess,
+        configure_demo,
+        find_free_port,
+    )
+    from hmi.site import init_site, site_exists
+
+    started = time.monotonic()
+    keep = args.data is not None
+    data = Path(args.data) if keep else Path(tempfile.mkdtemp(prefix="hmi-demo-"))
+    fresh = not site_exists(data)
+    try:
+        if fresh:
+            init_site(
+                data,
+                terminal_id=DEMO_TERMINAL,
+                site_name=DEMO_SITE_NAME,
+                line_name=DEMO_LINE_NAME,
+                mode="demo",
+            ).close()
+        port = find_free_port()
+        configure_demo(data, port, cheap_argon2=fresh)
+        from hmi.config import load_settings
+
+        settings = load_settings(data)
+        if settings.mode != "demo":
+            raise CommandError(f"{data} is not a demo site; use 'hmi run' for a real site", 2)
+        from hmi.plc.certificates import ensure_client_certificate
+
+        plc = settings.plc
+        ensure_client_certificate(
+            settings.path(plc.client_certificate),
+            settings.path(plc.client_private_key),
+            plc.application_uri,
+        )
+        simulator = SimulatorProcess(data, port, seed=args.seed, time_scale=args.time_scale)
+        simulator.start(
+            settings.path(plc.client_certificate),
+            settings.path(plc.server_certificate),
+            settings.path(plc.password_file),
+        )
+        try:
+            return _run_terminal(data, fresh, simulator, started)
+        finally:
+            status = simulator.stop()
+            _record_stop(data, status)
+    except DemoError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def _run_terminal(data: Path, fresh: bool, simulator: Any, started: float) -> int:
+    from hmi.app import make_app
+    from hmi.audit.chain import SYSTEM
+    from hmi.auth.services import build_auth_services
+    from hmi.demo import load_accounts, save_accounts, seed_demo_site
+    from hmi.screens.context import DemoAccount
+    from hmi.site import open_site
+
+    site = open_site(data)
+    try:
+        if fresh:
+            save_accounts(data, seed_demo_site(site))
+        users = load_accounts(data)
+        auth = build_auth_services(site.settings, site.engine, site.audit, site.clock)
+        site.audit.record_now(
+            "terminal.ui.started",
+            SYSTEM,
+            details={"mode": "demo", "plc_endpoint": site.settings.plc.endpoint},
+        )
+
+        def gateway() -> Any:
+            from hmi.plc.asyncua_gateway import AsyncuaGateway
+
+            return AsyncuaGateway(site.settings.plc, base_dir=site.data_dir, clock=site.clock)
+
+        app = make_app(
+            site,
+            auth=auth,
+            demo_accounts=[
+                DemoAccount(u.user_id, u.role, u.password, u.totp_secret) for u in users
+            ],
+            gateway_factory=gateway,
+            plc_ready=simulator.wait_ready_async,
+        )
+        print(f"hmi demo: site {data} ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        app.run()
+        return 0
+    finally:
+        site.close()
+
+
+def _record_stop(data: Path, status: int | None) -> None:
+    from hmi.audit.chain import SYSTEM
+    from hmi.site import open_site
+
+    site = open_site(data, upgrade=False)
+    try:
+        site.audit.record_now("demo.simulator.stopped", SYSTEM, details={"exit_status": status})
+    finally:
+        site.close()

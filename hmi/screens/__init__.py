@@ -1,0 +1,1 @@
+"""Screens: compose widgets, bind keys, call services in workers, render results."""

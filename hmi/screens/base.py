@@ -1,0 +1,96 @@
+"""The frame every screen shares: header, body, footer, and blocking calls in thread workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer
+
+from hmi.screens.context import HmiContext
+from hmi.screens.errors import describe_error
+from hmi.widgets.header_bar import HeaderBar
+
+T = TypeVar("T")
+
+
+def call_in_thread(
+    owner: Screen[Any],
+    fn: Callable[[], T],
+    done: Callable[[T], object],
+    failed: Callable[[str, BaseException], object],
+) -> None:
+    """Run a blocking service call off the UI loop; deliver the result or a sentence back."""
+    _worker(owner, fn, done, failed)
+
+
+@work(thread=True, group="service", exit_on_error=False)
+def _worker(
+    owner: Screen[Any],
+    fn: Callable[[], Any],
+    done: Callable[[Any], object],
+    failed: Callable[[str, BaseException], object],
+) -> None:
+    try:
+        result = fn()
+    except Exception as exc:
+        owner.app.call_from_thread(failed, describe_error(exc), exc)
+    else:
+        owner.app.call_from_thread(done, result)
+
+
+class HmiScreen(Screen[None]):
+    """A full screen of the HMI with the header and the footer of function keys."""
+
+    #: The permission a user needs to open the screen (None: any logged-in user).
+    REQUIRES: str | None = None
+    TITLE_TEXT = ""
+
+    def __init__(self, ctx: HmiContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(self.ctx.header_info)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def refresh_header(self) -> None:
+        for header in self.query(HeaderBar):
+            header.refresh_info()
+
+    def run_blocking(
+        self,
+        fn: Callable[[], T],
+        done: Callable[[T], object],
+        failed: Callable[[str, BaseException], object] | None = None,
+    ) -> None:
+        call_in_thread(self, fn, done, failed or self.show_error)
+
+    def show_error(self, message: str, exc: BaseException | None = None) -> None:
+        self.notify(message, severity="error", timeout=8)
+
+    def on_plc_values(self) -> None:
+        """Called by the App after new PLC values were stored in the context."""
+
+
+class HmiModal(ModalScreen[T]):
+    """A modal dialog sharing the context and the worker helper."""
+
+    def __init__(self, ctx: HmiContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def run_blocking(
+        self,
+        fn: Callable[[], Any],
+        done: Callable[[Any], object],
+        failed: Callable[[str, BaseException], object],
+    ) -> None:
+        call_in_thread(self, fn, done, failed)

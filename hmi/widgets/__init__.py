@@ -1,0 +1,1 @@
+"""Reusable widgets: they take plain values and render them; they call no service."""

@@ -1,0 +1,73 @@
+"""QA review by exception: release is impossible while anything is open or changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from hmi.auth.roles import Meaning
+from hmi.batch.engine import BatchEngine
+from hmi.batch.errors import ReleaseBlocked, StepDataInvalid
+from hmi.batch.model import BatchStatus, DeviationKind
+from hmi.batch.report import render_record
+from hmi.site import Site
+from tests.integration.batch.support import Driver, audit_actions, monitoring, verify_chain
+
+BATCH = "B-2026-0300"
+
+
+async def test_release_refused_while_a_deviation_is_open_or_the_record_changed(
+    site: Site, engine: BatchEngine, driver: Driver
+) -> None:
+    driver.start(BATCH)
+    with monitoring(engine):
+        await driver.run(BATCH)
+    assert engine.get(BATCH).status is BatchStatus.AWAITING_REVIEW
+    qa = driver.people.login("qa1")
+    ref = engine.batch_record_ref(BATCH)
+    engine.review_audit_trail(qa, BATCH, driver.people.sign(qa, ref, Meaning.AUDIT_TRAIL_REVIEWED))
+    # A transcription error is found: the operator corrects a sample result after the review.
+    operator = driver.people.login("op1")
+    [top] = [v for v in engine.values(BATCH) if v.name == "result:TOP"]
+    with pytest.raises(StepDataInvalid):  # PLC readings are originals
+        [elapsed] = [v for v in engine.values(BATCH) if v.name == "elapsed_time"]
+        engine.correct_value(operator, BATCH, elapsed.value_id, "1", "typo in the reading")
+    corrected = engine.correct_value(
+        operator, BATCH, top.value_id, "89.4", "transcription error: lab report says 89.4"
+    )
+    assert corrected.replaces_id == top.value_id and corrected.in_limits is False
+    with pytest.raises(StepDataInvalid, match="already corrected"):
+        engine.correct_value(operator, BATCH, top.value_id, "89.5", "second try on same value")
+    [deviation] = engine.deviations(BATCH)
+    assert deviation.kind is DeviationKind.OUT_OF_TOLERANCE and deviation.blocking
+    qa = driver.people.login("qa1")
+    with pytest.raises(ReleaseBlocked) as refused:
+        engine.release(qa, BATCH, driver.people.sign(qa, ref, Meaning.RELEASED))
+    assert any("still open" in p for p in refused.value.problems)
+    assert any("changed after the audit trail review" in p for p in refused.value.problems)
+    operator = driver.people.login("op1")
+    engine.give_reason(
+        operator, deviation.deviation_id, "OPERATOR", "value typed wrongly; lab report attached"
+    )
+    qa = driver.people.login("qa1")
+    with pytest.raises(ReleaseBlocked, match="no QA disposition"):
+        engine.release(qa, BATCH, driver.people.sign(qa, ref, Meaning.RELEASED))
+    engine.qa_disposition(qa, deviation.deviation_id, "accepted", "retested: within limits")
+    stale = driver.people.sign(qa, ref, Meaning.RELEASED)
+    with pytest.raises(ReleaseBlocked, match="review again"):
+        engine.release(qa, BATCH, stale)
+    fresh = engine.batch_record_ref(BATCH)
+    assert fresh.sha256 != ref.sha256
+    engine.review_audit_trail(
+        qa, BATCH, driver.people.sign(qa, fresh, Meaning.AUDIT_TRAIL_REVIEWED)
+    )
+    released = engine.release(qa, BATCH, driver.people.sign(qa, fresh, Meaning.RELEASED))
+    assert released.status is BatchStatus.RELEASED and released.decided_by == "qa1"
+    refusals = [r for a, _e, r in audit_actions(site, "batch.release.refused")]
+    assert len(refusals) == 3
+    record = engine.record(BATCH)
+    values = [v for v in record.values if v.name == "result:TOP"]
+    assert [(v.value, v.current) for v in values] == [("99.4", False), ("89.4", True)]
+    assert verify_chain(site).ok
+    shown = "\n".join(render_record(record))
+    assert "CHANGED AFTER FIRST ENTRY: was 99.4; reason: transcription error" in shown
+    assert "QA disposition: accepted" in shown and "Audit trail reviewed" in shown
