@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -22,19 +23,28 @@ from textual.events import Event, Key, MouseDown
 from textual.screen import Screen
 from textual.theme import Theme
 
+from hmi.alarms.service import AlarmService
 from hmi.audit.chain import SYSTEM
 from hmi.auth.errors import SessionNotActive
 from hmi.auth.passwords import Argon2Parameters
+from hmi.auth.roles import Meaning
 from hmi.auth.services import AuthServices, build_auth_services
 from hmi.auth.sessions import LockCause, Session, SessionState
+from hmi.batch.engine import BatchEngine
+from hmi.batch.model import DeviationInfo, DeviationStatus
 from hmi.plc.gateway import PlcGateway
 from hmi.plc.types import ConnectionState, ConnectionStateChanged, PlcAlarmEvent, TagValuesChanged
+from hmi.screens.alarms import AlarmsScreen
 from hmi.screens.audit_trail import AuditTrailScreen
 from hmi.screens.base import HmiScreen, call_in_thread
+from hmi.screens.batch_run import BatchRunScreen
 from hmi.screens.context import DemoAccount, HmiContext
+from hmi.screens.errors import describe_error
 from hmi.screens.lock import LockScreen
 from hmi.screens.login import LoginScreen
 from hmi.screens.messages import (
+    AlarmsTouched,
+    DeviationsRequested,
     LoggedIn,
     NavigateRequested,
     SessionEnded,
@@ -42,8 +52,12 @@ from hmi.screens.messages import (
     Unlocked,
 )
 from hmi.screens.modals.confirm import ConfirmDialog
+from hmi.screens.modals.cosign import CosignDialog
+from hmi.screens.modals.deviation import DeviationDialog, describe_deviation
+from hmi.screens.modals.esignature import ESignatureDialog
 from hmi.screens.modals.menu import MenuDialog, MenuEntry
 from hmi.screens.overview import OverviewScreen
+from hmi.screens.qa_review import QaReviewScreen
 from hmi.screens.recipes import RecipesScreen
 from hmi.screens.users import UsersScreen
 
@@ -78,12 +92,15 @@ class ScreenSpec:
 SCREENS: dict[str, ScreenSpec] = {
     "overview": ScreenSpec("Overview", ("batch.view",), OverviewScreen),
     "recipes": ScreenSpec("Recipes", ("recipe.view",), RecipesScreen),
+    "batch": ScreenSpec("Batch execution", ("batch.view",), BatchRunScreen),
+    "alarms": ScreenSpec("Alarms", ("batch.view",), AlarmsScreen),
+    "qa": ScreenSpec("QA review", ("batch.review",), QaReviewScreen),
     "audit": ScreenSpec("Audit trail", ("audit.view",), AuditTrailScreen),
     "users": ScreenSpec("Users", ("user.manage", "user.review"), UsersScreen),
 }
 
 #: Where a user lands after login: the first of these their role may open.
-HOME_ORDER = ("overview", "users", "audit", "recipes")
+HOME_ORDER = ("overview", "qa", "users", "audit", "recipes")
 
 
 class HmiApp(App[None]):
@@ -138,6 +155,10 @@ class HmiApp(App[None]):
             self.consume_plc()
         if self.watch_idle:
             self.set_interval(1.0, self.check_idle_lock)
+        if self.ctx.batches is not None:
+            self.ctx.batches.on_deviation(self._deviation_opened)
+        self.refresh_status()
+        self.set_interval(2.0, self.refresh_status)
 
     @work(group="plc", exit_on_error=False)
     async def consume_plc(self) -> None:
@@ -153,6 +174,11 @@ class HmiApp(App[None]):
             return
         gateway = self.ctx.gateway
         assert gateway is not None
+        if self.ctx.batches is not None:
+            # created after the first paint: the engine (and its PLC link) learn of it now
+            self.ctx.batches.plc = gateway
+            self.ctx.batches.link.plc = gateway
+            self.run_worker(self.ctx.batches.monitor(), group="monitor", exit_on_error=False)
         stream = gateway.events()
         connect = asyncio.create_task(self._connect())
         try:
@@ -162,14 +188,146 @@ class HmiApp(App[None]):
                     self._repaint_values()
                 elif isinstance(event, PlcAlarmEvent):
                     self.ctx.apply_alarm(event)
-                    self._refresh_header()
+                    await self._record_alarm(event)
                 elif isinstance(event, ConnectionStateChanged):
                     self.ctx.plc_state = event.state
                     self.ctx.plc_reason = event.reason
-                    self._refresh_header()
+                    await self._record_alarm(event)
         finally:
             stream.close()
             connect.cancel()
+
+    async def _record_alarm(self, event: PlcAlarmEvent | ConnectionStateChanged) -> None:
+        """The alarm service records the transition (off the UI loop, in order)."""
+        alarms = self.ctx.alarms
+        if alarms is not None:
+            try:
+                await asyncio.to_thread(alarms.handle, event)
+            except Exception as exc:
+                self.notify(describe_error(exc), severity="error")
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        """Unacknowledged alarms and the batch in progress, for the header (in a thread)."""
+        alarms, batches = self.ctx.alarms, self.ctx.batches
+
+        def load() -> tuple[int, str, str]:
+            count, newest = 0, ""
+            if alarms is not None:
+                alarms.expire_shelving()
+                waiting = [a for a in alarms.active() if not a.acknowledged]
+                count = len(waiting)
+                newest = f"{waiting[0].code} {waiting[0].message}" if waiting else ""
+            label = "no batch"
+            if batches is not None:
+                info = batches.active_batch()
+                if info is not None:
+                    label = (
+                        f"{info.batch_id} step {min(info.current_step + 1, info.step_count)}"
+                        f"/{info.step_count}" + (" HELD" if info.status.value == "held" else "")
+                    )
+            return count, newest, label
+
+        if alarms is None and batches is None:
+            return
+        call_in_thread(self.screen, load, self._status, lambda _t, _e: None)
+
+    def _status(self, status: tuple[int, str, str]) -> None:
+        changed = status != (
+            self.ctx.unacknowledged,
+            self.ctx.newest_alarm,
+            self.ctx.batch_label,
+        )
+        alarms_changed = status[:2] != (self.ctx.unacknowledged, self.ctx.newest_alarm)
+        self.ctx.unacknowledged, self.ctx.newest_alarm, self.ctx.batch_label = status
+        if changed:
+            self._refresh_header()
+            screen = self.screen
+            if isinstance(screen, HmiScreen):
+                if alarms_changed:
+                    screen.on_alarms_changed()
+                screen.on_batch_changed()
+
+    @on(AlarmsTouched)
+    def _alarms_touched(self) -> None:
+        self.refresh_status()
+
+    # -- deviations -------------------------------------------------------------------------
+
+    def _deviation_opened(self, info: DeviationInfo) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.call_later(self.handle_deviations, info.batch_id)
+        else:
+            self.call_from_thread(self.handle_deviations, info.batch_id)
+
+    @on(DeviationsRequested)
+    def _deviations_requested(self) -> None:
+        self.handle_deviations(None)
+
+    @work(group="deviations", exclusive=True, exit_on_error=False)
+    async def handle_deviations(self, batch_id: str | None) -> None:
+        """Every open deviation of the batch: the reason, then the two-person rule if needed.
+
+        The dialogs cannot be dismissed without a reason except by cancelling the action
+        (recorded); the deviation then stays open and blocks the batch.
+        """
+        batches = self.ctx.batches
+        session = self.ctx.session
+        if batches is None or session is None or not self.ctx.may("deviation.reason"):
+            return
+
+        def load() -> list[DeviationInfo]:
+            bid = batch_id
+            if bid is None:
+                active = batches.active_batch()
+                if active is None:
+                    listed = batches.list_batches()
+                    active = listed[0] if listed else None
+                bid = active.batch_id if active is not None else None
+            return [d for d in batches.deviations(bid) if d.blocking] if bid else []
+
+        for deviation in await asyncio.to_thread(load):
+            if not await self._settle_deviation(deviation):
+                break
+        self.refresh_status()
+        if isinstance(self.screen, BatchRunScreen):
+            self.screen.reload()
+
+    async def _settle_deviation(self, deviation: DeviationInfo) -> bool:
+        batches, session = self.ctx.batches, self.ctx.session
+        assert batches is not None
+        if session is None:
+            return False
+        if deviation.status is DeviationStatus.OPEN:
+            result = await self.push_screen_wait(
+                DeviationDialog(self.ctx, deviation, batches.settings.reason_codes)
+            )
+            if result is None:
+                self.notify("The deviation stays open; the batch cannot continue.")
+                return False
+            deviation = result
+        if deviation.status is DeviationStatus.AWAITING_COSIGN:
+            what = describe_deviation(deviation)
+            ref = batches.deviation_record(deviation.deviation_id)
+            request = await self.push_screen_wait(
+                ESignatureDialog(self.ctx, ref, Meaning.REQUESTED, what)
+            )
+            if request is None:
+                return False
+            cosignature = await self.push_screen_wait(
+                CosignDialog(self.ctx, request, what, Meaning.COSIGNED, "supervisor")
+            )
+            if cosignature is None:
+                return False
+            try:
+                await batches.cosign_deviation(
+                    session, deviation.deviation_id, request, cosignature
+                )
+            except Exception as exc:
+                self.notify(describe_error(exc), severity="error", timeout=10)
+                return False
+            self.notify(f"Deviation {deviation.deviation_id} co-signed.")
+        return True
 
     async def _connect(self) -> None:
         gateway = self.ctx.gateway
@@ -386,8 +544,23 @@ def make_app(
             sessions=auth.sessions,
             signatures=auth.signatures,
         )
+    alarms = AlarmService(
+        engine=site.engine, audit=site.audit, clock=site.clock, sessions=auth.sessions
+    )
+    batches = BatchEngine(
+        engine=site.engine,
+        audit=site.audit,
+        clock=site.clock,
+        sessions=auth.sessions,
+        signatures=auth.signatures,
+        plc=gateway,
+        recipes=recipes,
+        alarms=alarms,
+    )
     ctx = HmiContext(
         site=site,
+        alarms=alarms,
+        batches=batches,
         auth=auth,
         clock=site.clock,
         recipes=recipes,

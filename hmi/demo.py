@@ -15,12 +15,16 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import insert
+
 from hmi.auth.passwords import Argon2Parameters
 from hmi.auth.roles import Role, roles_require_totp
 from hmi.auth.services import AuthServices, build_auth_services
+from hmi.auth.sessions import Session
+from hmi.auth.tables import user_training
 from hmi.auth.totp import code_at, code_for_step, new_secret, step_at
 from hmi.auth.users import IdentityVerification
-from hmi.clock import ManualClock
+from hmi.clock import ManualClock, to_utc_text
 from hmi.recipe.service import RecipeService
 from hmi.site import Site
 
@@ -101,6 +105,7 @@ def approve_recipes(
     qa: DemoUser,
     files: list[Path],
     clock: ManualClock,
+    trainees: tuple[str, ...] = (),
 ) -> list[str]:
     """The demo supervisor imports the shipped recipes and the demo QA approves them (four
     eyes); returns what was approved.
@@ -119,6 +124,8 @@ def approve_recipes(
             info = recipes.import_file(session, path).info
             if info.status.value == "draft":
                 drafts.append(info)
+            for trainee in trainees:
+                record_training(auth, session, trainee, info.recipe_id)
     finally:
         auth.sessions.logout(session)
     clock.advance(STEP)
@@ -140,6 +147,35 @@ def approve_recipes(
     finally:
         auth.sessions.logout(session)
     return approved
+
+
+def record_training(auth: AuthServices, session: Session, user_id: str, recipe_id: str) -> None:
+    """Record that ``user_id`` is trained on every version of ``recipe_id`` (demo set-up: the
+    product has no training screen yet; the batch engine's training gate reads these rows)."""
+    actor = auth.sessions.authorize(session, "training.record", entity=("user", user_id))
+    audit = auth.sessions.audit
+    now = auth.sessions.clock.now()
+    with audit.transaction() as conn:
+        conn.execute(
+            insert(user_training).values(
+                user_id=user_id,
+                recipe_id=recipe_id,
+                recipe_version=None,
+                status="trained",
+                trained_by=actor.user_id,
+                ts=to_utc_text(now),
+                evidence="demo account: trained by definition",
+                session_id=actor.session_id,
+                terminal_id=audit.terminal_id,
+            )
+        )
+        audit.record(
+            conn,
+            "training.recorded",
+            actor,
+            entity=("user", user_id),
+            details={"recipe_id": recipe_id, "recipe_version": None, "demo": True},
+        )
 
 
 def seed_demo_site(
@@ -169,7 +205,8 @@ def seed_demo_site(
     )
     qa = next(u for u in users if u.role == Role.QA.value)
     supervisor = next(u for u in users if u.role == Role.SUPERVISOR.value)
-    approve_recipes(auth, recipes, supervisor, qa, files, clock)
+    trainees = tuple(u.user_id for u in users if u.role in ("operator", "supervisor"))
+    approve_recipes(auth, recipes, supervisor, qa, files, clock, trainees)
     return users
 
 

@@ -107,6 +107,15 @@ def find_free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise SimulatorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _unit_id(code: str) -> int:
     value = 0
     for char in code:
@@ -176,6 +185,8 @@ class SimulatorServer:
     async def start(self) -> None:
         """Build the address space and listen; returns once clients can connect."""
         config = self.config
+        if config.port:
+            _check_port_free(config.host, config.port)  # fail before the slow part
         config.data_dir.mkdir(parents=True, exist_ok=True)
         pki = config.pki
         self.certificate_path = ensure_server_certificate(pki, config.host)

@@ -229,8 +229,37 @@ def _sqlite_triggers() -> list[str]:
     return out
 
 
+_POSTGRES_GUARD = """
+CREATE OR REPLACE FUNCTION hmi_batch_guard() RETURNS trigger AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'batch_step' AND OLD.status <> 'running' THEN
+        RAISE EXCEPTION 'a completed batch step cannot change';
+    ELSIF TG_TABLE_NAME = 'batch' AND OLD.status IN ('released', 'rejected') THEN
+        RAISE EXCEPTION 'a released or rejected batch cannot change';
+    ELSIF TG_TABLE_NAME = 'deviation' AND OLD.reason_text IS NOT NULL
+        AND (NEW.reason_text, NEW.reason_code, NEW.reason_by)
+            IS DISTINCT FROM (OLD.reason_text, OLD.reason_code, OLD.reason_by) THEN
+        RAISE EXCEPTION 'a deviation reason cannot change once given';
+    ELSIF TG_TABLE_NAME = 'deviation' AND OLD.disposition IS NOT NULL
+        AND (NEW.disposition, NEW.disposition_comment)
+            IS DISTINCT FROM (OLD.disposition, OLD.disposition_comment) THEN
+        RAISE EXCEPTION 'a QA disposition cannot change once given';
+    ELSIF TG_TABLE_NAME = 'plc_command' AND OLD.result IS NOT NULL THEN
+        RAISE EXCEPTION 'a PLC command result cannot change once recorded';
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql
+"""
+
+
 def _postgres_triggers() -> list[str]:
-    out: list[str] = []
+    out: list[str] = [_POSTGRES_GUARD]
+    for table in ("batch_step", "batch", "deviation", "plc_command"):
+        out.append(
+            f"CREATE TRIGGER {table}_guard BEFORE UPDATE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION hmi_batch_guard()"
+        )
     for table in APPEND_ONLY_TABLES:
         out.append(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "

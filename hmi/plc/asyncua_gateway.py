@@ -268,8 +268,8 @@ class AsyncuaGateway:
     # ------------------------------------------------------------------ connection
 
     async def connect(self, *, retry: bool = False) -> None:
-        if self._supervisor is not None:
-            raise PlcError("the gateway is already connected or reconnecting; disconnect first")
+        if self._supervisor is not None or self._state is ConnectionState.CONNECTING:
+            raise PlcError("the gateway is already connected or connecting; disconnect first")
         self._closing = False
         self._set_state(ConnectionState.CONNECTING, f"connecting to {self.endpoint}")
         try:
@@ -277,10 +277,16 @@ class AsyncuaGateway:
         except (PlcSecurityError, PlcConfigError) as exc:
             self._set_state(ConnectionState.DISCONNECTED, str(exc))
             raise
-        except PlcError as exc:
+        except asyncio.CancelledError:
+            self._set_state(ConnectionState.DISCONNECTED, "connection attempt cancelled")
+            raise
+        except Exception as exc:
+            if not isinstance(exc, PlcError):
+                log.exception("unexpected failure while connecting to the PLC")
+                exc = PlcConnectionFailed(f"connecting to the PLC failed: {exc!r}")
             if not retry:
                 self._set_state(ConnectionState.DISCONNECTED, str(exc))
-                raise
+                raise exc from None
             self._lost_at = time.monotonic()
             self._set_state(ConnectionState.LOST, str(exc))
             self._raise_comm_alarm(str(exc))
@@ -512,7 +518,10 @@ class AsyncuaGateway:
         client.connection_lost_callback = on_connection_lost
         try:
             await asyncio.wait_for(client.connect(), s.request_timeout_s * 2)
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            await _close_client(client)
+            raise
+        except Exception as exc:
             await _close_client(client)
             raise self._connect_error(exc) from None
         try:
@@ -524,7 +533,7 @@ class AsyncuaGateway:
             raise
         return session
 
-    def _connect_error(self, exc: BaseException) -> BaseException:
+    def _connect_error(self, exc: Exception) -> PlcError:
         endpoint = self._settings.endpoint
         if isinstance(exc, UaStatusCodeError):
             status = _status_name(exc)
@@ -544,8 +553,6 @@ class AsyncuaGateway:
             return PlcSecurityError(f"no matching endpoint on the PLC at {endpoint}: {exc}")
         if isinstance(exc, _CONNECTION_ERRORS):
             return PlcConnectionFailed(f"cannot reach the PLC at {endpoint}: {exc!r}")
-        if isinstance(exc, asyncio.CancelledError):
-            return exc
         return PlcConnectionFailed(f"connecting to the PLC at {endpoint} failed: {exc!r}")
 
     async def _resolve(self, session: _Session) -> None:

@@ -12,6 +12,7 @@ from textual.widgets import Footer
 
 from hmi.screens.context import HmiContext
 from hmi.screens.errors import describe_error
+from hmi.widgets.alarm_banner import AlarmBanner
 from hmi.widgets.header_bar import HeaderBar
 
 T = TypeVar("T")
@@ -55,6 +56,7 @@ class HmiScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(self.ctx.header_info)
+        yield AlarmBanner("", id="alarm-banner")
         yield from self.compose_body()
         yield Footer()
 
@@ -64,6 +66,14 @@ class HmiScreen(Screen[None]):
     def refresh_header(self) -> None:
         for header in self.query(HeaderBar):
             header.refresh_info()
+        for banner in self.query(AlarmBanner):
+            banner.show(self.ctx.unacknowledged, self.ctx.newest_alarm)
+
+    def on_alarms_changed(self) -> None:
+        """Called by the App after the alarm list changed."""
+
+    def on_batch_changed(self) -> None:
+        """Called by the App after the batch moved (another kiosk, the monitor, a dialog)."""
 
     def run_blocking(
         self,

@@ -21,7 +21,9 @@ from hmi.plc.types import ConnectionState, PlcAlarmEvent, TagUpdate
 from hmi.widgets.header_bar import HeaderInfo
 
 if TYPE_CHECKING:
+    from hmi.alarms.service import AlarmService
     from hmi.auth.services import AuthServices
+    from hmi.batch.engine import BatchEngine
     from hmi.plc.gateway import PlcGateway
     from hmi.recipe.service import RecipeService
     from hmi.site import Site
@@ -56,6 +58,8 @@ class HmiContext:
     clock: Clock
     recipes: RecipeService | None = None
     gateway: PlcGateway | None = None
+    batches: BatchEngine | None = None
+    alarms: AlarmService | None = None
     demo_accounts: tuple[DemoAccount, ...] = ()
     tz: tzinfo | None = None
     plc_state: ConnectionState = ConnectionState.DISCONNECTED
@@ -65,6 +69,9 @@ class HmiContext:
     plc_alarms: dict[str, PlcAlarmEvent] = field(default_factory=dict)
     service_mode: bool = False
     idle_warning: str = ""
+    unacknowledged: int = 0
+    newest_alarm: str = ""
+    batch_label: str = "no batch"
 
     @property
     def settings(self) -> Settings:
@@ -128,9 +135,9 @@ class HmiContext:
             time=self.now_text(),
             plc=self.plc_state.value,
             plc_ok=self.plc_state is ConnectionState.CONNECTED,
-            batch="no batch",
+            batch=self.batch_label,
             service_mode=service,
-            unacknowledged_alarms=len(self.plc_alarms),
+            unacknowledged_alarms=self.unacknowledged if self.alarms else len(self.plc_alarms),
             demo=self.demo,
             idle_warning=self.idle_warning,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from hmi.alarms.service import AlarmError
 from hmi.audit.chain import AuditWriteError
 from hmi.auth.errors import (
     AuthenticationFailed,
@@ -12,6 +13,7 @@ from hmi.auth.errors import (
     PermissionDenied,
     SessionNotActive,
 )
+from hmi.batch.errors import BatchError
 from hmi.db import DatabaseError
 from hmi.plc.errors import PlcError
 from hmi.recipe.errors import RecipeError
@@ -43,7 +45,7 @@ def describe_error(exc: BaseException) -> str:
         )
     if isinstance(exc, DatabaseError):
         return _sentence(f"The database is not available ({exc}); nothing was changed")
-    if isinstance(exc, AuthError | RecipeError | PlcError | ValueError):
+    if isinstance(exc, AuthError | BatchError | AlarmError | RecipeError | PlcError | ValueError):
         return _sentence(str(exc))
     log.error("unexpected error in a service call", exc_info=exc)
     name = type(exc).__name__

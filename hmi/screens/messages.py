@@ -33,3 +33,11 @@ class NavigateRequested(Message):
     def __init__(self, target: str) -> None:
         super().__init__()
         self.target = target
+
+
+class DeviationsRequested(Message):
+    """Handle the open deviations of the active batch (reason, co-signature)."""
+
+
+class AlarmsTouched(Message):
+    """Someone acknowledged or shelved an alarm: recount for the header."""

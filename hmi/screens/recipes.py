@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from hmi.auth.signatures import manifestation
+from hmi.batch.model import BatchInfo
 from hmi.screens.base import HmiScreen
+from hmi.screens.messages import NavigateRequested
+from hmi.screens.modals.form import Field, FormDialog
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,9 @@ class RecipesScreen(HmiScreen):
     """What may run on this line, and who approved it."""
 
     REQUIRES = "recipe.view"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "start_batch", "Start batch", id="start-batch"),
+    ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -96,3 +104,48 @@ class RecipesScreen(HmiScreen):
             f"{row.recipe_id} v{row.version} - {row.name} ({row.status})\n"
             f"SHA-256 {row.sha256}\nApproval: {row.approval}"
         )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "start_batch":
+            return self.ctx.may("batch.start") and self.ctx.batches is not None
+        return True
+
+    def action_start_batch(self) -> None:
+        table = self.query_one(DataTable)
+        runnable = [r for r in self.rows if r.status == "effective"]
+        if not runnable:
+            self.show_error("No effective recipe to start.")
+            return
+        row = self.rows[min(max(table.cursor_row, 0), len(self.rows) - 1)]
+        if row.status != "effective":
+            self.show_error(f"{row.recipe_id} v{row.version} is {row.status}; it cannot run.")
+            return
+        pattern = self.ctx.batches.settings.batch_number_pattern if self.ctx.batches else ""
+
+        def answered(values: dict[str, str] | None) -> None:
+            session, batches = self.ctx.session, self.ctx.batches
+            if values is None or session is None or batches is None:
+                return
+            number = values["batch"].strip().upper()
+            if pattern and not re.match(pattern, number):
+                self.show_error(
+                    f"'{number}' is not a valid batch number: 3-32 letters, digits or '-'."
+                )
+                return
+            self.run_blocking(
+                lambda: batches.start_batch(session, row.recipe_id, row.version, number),
+                self._started,
+            )
+
+        self.app.push_screen(
+            FormDialog(
+                f"Start a batch of {row.recipe_id} v{row.version}",
+                [Field("batch", "Batch number (e.g. B-2026-0001)")],
+                note=row.name,
+            ),
+            answered,
+        )
+
+    def _started(self, info: BatchInfo) -> None:
+        self.notify(f"Batch {info.batch_id} started.")
+        self.post_message(NavigateRequested("batch"))

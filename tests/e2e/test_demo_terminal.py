@@ -120,7 +120,7 @@ def test_demo_login_read_values_and_quit(demo: tuple[Terminal, Path]) -> None:
     terminal.key("F1")
     terminal.wait_for("Go to")
     terminal.key("2")
-    terminal.wait_for("PARACETAMOL")
+    terminal.wait_for("PARA500-FB")
     assert "effective" in terminal.screen()
     terminal.key("C-q")
     terminal.wait_for("Close the HMI?")

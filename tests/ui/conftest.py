@@ -6,11 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from hmi.app import HmiApp, make_app
+from hmi.plc import (
+    AsyncuaGateway,
+    PlcSettings,
+    describe_certificate,
+    ensure_client_certificate,
+    trust_server_certificate,
+)
 from hmi.audit.tables import audit_event
 from hmi.auth.passwords import Argon2Parameters
 from hmi.auth.services import AuthServices, build_auth_services
@@ -18,6 +26,7 @@ from hmi.auth.totp import code_at
 from hmi.demo import DemoUser, seed_demo_site
 from hmi.screens.context import DemoAccount
 from hmi.site import Site
+from plc_sim.server import SimulatorConfig, SimulatorThread
 
 #: Far below the product floor: for tests only, never in a site configuration.
 CHEAP_ARGON2 = Argon2Parameters(time_cost=1, memory_kib=8, parallelism=1)
@@ -58,3 +67,82 @@ def kiosk(site: Site) -> Iterator[Kiosk]:
         site.settings, site.engine, site.audit, site.clock, argon2=CHEAP_ARGON2
     )
     yield Kiosk(site, auth, users)
+
+
+# -- a real simulator for the flows that drive equipment --------------------------------------
+
+PLC_PASSWORD = "ui-test-plc-password"
+TIME_SCALE = 300.0
+"""Simulated seconds per second: the 15-minute blend takes 3 s."""
+
+
+@dataclass(frozen=True)
+class PlcClient:
+    root: Path
+
+    @property
+    def certificate(self) -> Path:
+        return self.root / "own" / "client-cert.der"
+
+    @property
+    def key(self) -> Path:
+        return self.root / "own" / "client-key.pem"
+
+    @property
+    def password_file(self) -> Path:
+        return self.root / "password"
+
+    @property
+    def server_certificate(self) -> Path:
+        return self.root / "trusted" / "server.der"
+
+    def gateway(self, endpoint: str) -> AsyncuaGateway:
+        settings = PlcSettings.model_validate(
+            {
+                "endpoint": endpoint,
+                "server_certificate": str(self.server_certificate),
+                "password_file": str(self.password_file),
+                "client_certificate": str(self.certificate),
+                "client_private_key": str(self.key),
+                "reconnect_initial_s": 0.2,
+                "reconnect_max_s": 1.0,
+            }
+        )
+        return AsyncuaGateway(settings, base_dir=self.root)
+
+
+@pytest.fixture(scope="module")
+def plc_client(tmp_path_factory: pytest.TempPathFactory) -> PlcClient:
+    client = PlcClient(tmp_path_factory.mktemp("ui-plc-client"))
+    ensure_client_certificate(client.certificate, client.key, "urn:line-hmi:hmi")
+    client.password_file.write_text(PLC_PASSWORD + "\n", encoding="utf-8")
+    return client
+
+
+@pytest.fixture(scope="module")
+def simulator(
+    tmp_path_factory: pytest.TempPathFactory, plc_client: PlcClient
+) -> Iterator[SimulatorThread]:
+    """One seeded simulator per test module, on a free loopback port, secure endpoint only."""
+    config = SimulatorConfig(
+        data_dir=tmp_path_factory.mktemp("ui-plc-sim"),
+        port=0,
+        seed=7,
+        time_scale=TIME_SCALE,
+        password=PLC_PASSWORD,
+        trusted_clients=(plc_client.certificate,),
+    )
+    thread = SimulatorThread(config).start()
+    try:
+        certificate = describe_certificate(thread.server.certificate_path.read_bytes())
+        trust_server_certificate(certificate, plc_client.server_certificate)
+        yield thread
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def sim(simulator: SimulatorThread) -> SimulatorThread:
+    """The shared simulator powered up afresh (Stopped, empty, no faults)."""
+    simulator.call(lambda server: server.reset_simulation())
+    return simulator

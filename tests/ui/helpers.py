@@ -6,10 +6,16 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 
+LONG_LIVED = ("plc", "monitor")
+"""Workers that run for the App's lifetime (never waited for)."""
+
+
 async def settle(pilot: Pilot[None]) -> None:
     """Let thread workers finish and their results be painted."""
     for _ in range(3):
-        await pilot.app.workers.wait_for_complete()
+        busy = [w for w in pilot.app.workers if w.group not in LONG_LIVED]
+        if busy:  # an empty list would mean "every worker"
+            await pilot.app.workers.wait_for_complete(busy)
         await pilot.pause()
 
 

@@ -211,6 +211,7 @@ async def test_critical_excursion_holds_until_cosigned_then_resumes(
         deadline = loop.time() + 10
         while await speed() < 11.5 and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the monitor has seen the speed inside its limits (armed)
         await set_model(sim, speed_setpoint=16.0)
         await eventually(lambda: engine.get(BATCH).status is BatchStatus.HELD, what="hold")
         [excursion] = engine.deviations(BATCH)

@@ -20,7 +20,7 @@ from hmi.plc import (
     trust_server_certificate,
 )
 from plc_sim.server import SimulatorThread, find_free_port
-from tests.integration.plc.support import APPLICATION_URI, ClientSite
+from tests.integration.plc.support import APPLICATION_URI, ClientSite, wait_for_tag
 
 
 async def test_insecure_needs_the_flag_and_says_so_everywhere(
@@ -39,6 +39,11 @@ async def test_insecure_needs_the_flag_and_says_so_everywhere(
                 changes.append(event)
         assert changes[-1].state is ConnectionState.CONNECTED and changes[-1].secure is False
         assert (await gateway.read("state")).value == "Stopped"
+        assert (await gateway.write("speed_setpoint", 16.0)).value == 16.0
+        await gateway.call("reset")
+        beat = gateway.snapshot()["heartbeat"].value
+        await wait_for_tag(gateway, "heartbeat", lambda v: v != beat)  # live updates flow
+        await wait_for_tag(gateway, "state", lambda v: v == "Idle")
     finally:
         await gateway.disconnect()
 

@@ -1,0 +1,221 @@
+"""The engine's link to the PLC: every command and write recorded as intent, then result.
+
+The rule of the house for equipment: the intent is committed first (a ``plc_command`` row and a
+``batch.plc.command.intent`` event), then the gateway is called, then the result is committed
+(``batch.plc.command.result``) together with whatever the success changes (``then``). A process
+killed in between leaves a command without a result, which recovery reconciles with the PLC's
+actual state. Reads that fail or come back BAD are :class:`StepNotReady`, never a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, insert, update
+
+from hmi.audit import canonical
+from hmi.audit.chain import Actor, AuditLog
+from hmi.batch.errors import BatchError, PlcCommandFailed, StepNotReady
+from hmi.batch.rows import plain, text_of
+from hmi.batch.settings import BatchSettings
+from hmi.batch.tables import plc_command
+from hmi.clock import Clock, to_utc_text
+from hmi.plc.errors import (
+    PlcCommandNotConfirmed,
+    PlcCommandRejected,
+    PlcError,
+    PlcNotConnected,
+    PlcValueRejected,
+    PlcWriteNotConfirmed,
+    PlcWriteRejected,
+)
+from hmi.plc.gateway import PlcGateway
+from hmi.plc.types import ConnectionState, TagUpdate, TagValue
+
+_STATE_POLL_S = 0.02
+
+
+class PlcLink:
+    """Reads, state waits, and audited commands and writes for the batch engine."""
+
+    def __init__(
+        self,
+        plc: PlcGateway | None,
+        *,
+        audit: AuditLog,
+        clock: Clock,
+        settings: BatchSettings,
+    ) -> None:
+        self.plc = plc
+        self.audit = audit
+        self.clock = clock
+        self.settings = settings
+
+    @property
+    def gateway(self) -> PlcGateway:
+        """The PLC; an engine built without one (record queries) refuses equipment steps."""
+        if self.plc is None:
+            raise PlcCommandFailed("this terminal has no PLC connection configured")
+        return self.plc
+
+    async def state(self) -> str:
+        update_ = await self.read("state")
+        return str(update_.value)
+
+    async def state_or_none(self) -> str | None:
+        if self.plc is None or self.plc.state is not ConnectionState.CONNECTED:
+            return None
+        try:
+            return await self.state()
+        except (PlcError, BatchError):
+            return None
+
+    async def read(self, tag: str) -> TagUpdate:
+        try:
+            update_ = await self.gateway.read(tag)
+        except PlcError as exc:
+            raise StepNotReady(f"cannot read {tag} from the PLC: {exc}") from exc
+        if not update_.good:
+            raise StepNotReady(f"{tag} from the PLC is not usable: {update_.reason}")
+        return update_
+
+    async def wait_state(self, states: set[str]) -> str:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.plc_command_timeout_s
+        while True:
+            state = await self.state()
+            if state in states:
+                return state
+            if loop.time() >= deadline:
+                raise PlcCommandFailed(
+                    f"the blender did not reach {' or '.join(sorted(states))} (it is {state})"
+                )
+            await asyncio.sleep(_STATE_POLL_S)
+
+    async def command(
+        self,
+        actor: Actor,
+        batch_id: str,
+        step_index: int | None,
+        method: str,
+        *args: TagValue,
+        then: Callable[[Connection], None] | None = None,
+    ) -> tuple[TagValue, ...]:
+        """Call a PLC method: intent committed first, the call, then the result committed."""
+        outputs: list[tuple[TagValue, ...]] = []
+
+        async def call() -> str:
+            result = await self.gateway.call(method, *args)
+            outputs.append(result)
+            return ", ".join(text_of(v) for v in result) or "accepted"
+
+        await self._action(
+            actor, batch_id, step_index, method, {"args": [plain(a) for a in args]}, call, then
+        )
+        return outputs[0] if outputs else ()
+
+    async def write(
+        self,
+        actor: Actor,
+        batch_id: str,
+        step_index: int | None,
+        tag: str,
+        value: Decimal,
+        *,
+        then: Callable[[Connection], None] | None = None,
+        capture: dict[str, str] | None = None,
+    ) -> TagUpdate:
+        """Write a setpoint (converted to the tag's type) with intent and confirmed result."""
+        spec = self.gateway.tags.get(tag)
+        plc_value: TagValue = (
+            int(value) if spec is not None and spec.type == "int" else float(value)
+        )
+        confirmed: list[TagUpdate] = []
+
+        async def write() -> str:
+            update_ = await self.gateway.write(tag, plc_value)
+            confirmed.append(update_)
+            text = text_of(update_.value)
+            if capture is not None:
+                capture["value"] = text
+            return f"confirmed {text}"
+
+        await self._action(
+            actor, batch_id, step_index, "write", {"tag": tag, "value": str(value)}, write, then
+        )
+        return confirmed[0]
+
+    async def _action(
+        self,
+        actor: Actor,
+        batch_id: str,
+        step_index: int | None,
+        command: str,
+        arguments: Mapping[str, Any],
+        action: Callable[[], Any],
+        then: Callable[[Connection], None] | None,
+    ) -> None:
+        entity_details = {
+            "batch_id": batch_id,
+            "step_index": step_index,
+            "command": command,
+            "arguments": plain(dict(arguments)),
+        }
+        with self.audit.transaction() as conn:
+            result = conn.execute(
+                insert(plc_command).values(
+                    batch_id=batch_id,
+                    step_index=step_index,
+                    command=command,
+                    arguments=canonical.dumps(plain(dict(arguments))),
+                    intent_at=to_utc_text(self.clock.now()),
+                    intent_by=actor.user_id,
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            command_id = int(key[0])
+            self.audit.record(
+                conn,
+                "batch.plc.command.intent",
+                actor,
+                entity=("plc_command", str(command_id)),
+                details=entity_details,
+            )
+        outcome, detail = "ok", ""
+        failure: PlcError | None = None
+        try:
+            detail = str(await action())
+        except (PlcNotConnected, PlcValueRejected) as exc:
+            outcome, detail, failure = "failed", f"nothing sent: {exc}", exc
+        except (PlcCommandRejected, PlcWriteRejected) as exc:
+            outcome, detail, failure = "rejected", str(exc), exc
+        except (PlcCommandNotConfirmed, PlcWriteNotConfirmed) as exc:
+            outcome, detail, failure = "unknown", str(exc), exc
+        except PlcError as exc:
+            outcome, detail, failure = "failed", str(exc), exc
+        with self.audit.transaction() as conn:
+            conn.execute(
+                update(plc_command)
+                .where(plc_command.c.id == command_id)
+                .values(
+                    result=outcome, result_detail=detail, result_at=to_utc_text(self.clock.now())
+                )
+            )
+            self.audit.record(
+                conn,
+                "batch.plc.command.result",
+                actor,
+                entity=("plc_command", str(command_id)),
+                field="result",
+                new_value=outcome,
+                reason=detail or None,
+                details=entity_details,
+            )
+            if failure is None and then is not None:
+                then(conn)
+        if failure is not None:
+            raise PlcCommandFailed(f"PLC {command}: {failure}") from failure

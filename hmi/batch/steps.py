@@ -1,0 +1,815 @@
+"""Starting a batch and executing its steps strictly in order, with their data, PLC actions,
+signatures and the deviations their values open; corrections and parameter changes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from hmi.audit.chain import Actor
+from hmi.auth.roles import Meaning
+from hmi.auth.signatures import Signature
+from hmi.batch.core import (
+    BATCH_RECORD,
+    DeviationSpec,
+    EngineCore,
+    NewValue,
+)
+from hmi.batch.errors import (
+    BatchError,
+    BatchHeld,
+    BatchNotFound,
+    BatchNumberInvalid,
+    BatchNumberTaken,
+    BatchStateError,
+    CosignRefused,
+    DeviationOpen,
+    NotTrained,
+    PlcCommandFailed,
+    SignatureProblem,
+    StepDataInvalid,
+    StepNotReady,
+    StepOutOfOrder,
+)
+from hmi.batch.model import (
+    ACTIVE_STATUSES,
+    BatchInfo,
+    BatchStatus,
+    CurrentStep,
+    DeviationKind,
+    ParameterChange,
+    RecordedValue,
+    StepStatus,
+)
+from hmi.batch.rows import (
+    batch_info,
+    decimal_of,
+    digest,
+    plc_to_parameter,
+    tag_unit,
+    text_of,
+)
+from hmi.batch.tables import (
+    batch,
+    batch_value,
+)
+from hmi.batch.training import is_trained
+from hmi.clock import to_utc_text
+from hmi.db import read_only
+from hmi.recipe.model import (
+    ChargeStep,
+    CheckStep,
+    DischargeStep,
+    Recipe,
+    RunStep,
+    SampleStep,
+    SetParametersStep,
+    SignatureStep,
+    Step,
+    WaitStep,
+)
+from hmi.recipe.units import convert
+
+
+class StepExecution(EngineCore):
+    """Start a batch; start and complete its steps; correct values; change parameters."""
+
+    def start_batch(
+        self, session: Any, recipe_id: str, version: int, batch_number: str
+    ) -> BatchInfo:
+        """Start a batch of the effective recipe version ``recipe_id`` v``version``.
+
+        Raises :class:`BatchNumberInvalid`, :class:`BatchNumberTaken`, :class:`NotTrained`,
+        :class:`BatchStateError` (another batch runs on this terminal) or the recipe service's
+        errors (version not effective, integrity); every refusal is recorded.
+        """
+        number = (batch_number or "").strip().upper()
+        entity = (BATCH_RECORD, number or "?")
+        actor = self.sessions.authorize(
+            session,
+            "batch.start",
+            entity=entity,
+            details={"recipe_id": recipe_id, "version": version},
+        )
+        base = {"recipe_id": recipe_id, "version": version}
+        if not self.settings.batch_number_ok(number):
+            self._refuse(actor, "batch.start.refused", entity, "batch number format", base)
+            raise BatchNumberInvalid(
+                f"batch number {batch_number!r} does not have the site's format"
+                f" ({self.settings.batch_number_pattern})"
+            )
+        try:
+            stored = self.recipes.runnable(recipe_id, version)
+        except Exception as exc:
+            self._refuse(actor, "batch.start.refused", entity, str(exc), base)
+            raise
+        recipe = stored.recipe
+        with read_only(self.engine) as conn:
+            trained = is_trained(conn, actor.user_id, recipe_id, version)
+        if not trained:
+            self._refuse(actor, "batch.start.refused", entity, "not trained", base)
+            raise NotTrained(
+                f"{actor.user_id} is not recorded as trained on {recipe_id} v{version};"
+                " a supervisor must record the training first"
+            )
+        now = to_utc_text(self.clock.now())
+        refusal: BatchError | None = None
+        with self.audit.transaction() as conn:
+            taken = conn.execute(select(batch.c.batch_id).where(batch.c.batch_id == number)).first()
+            other = conn.execute(
+                select(batch.c.batch_id).where(
+                    batch.c.terminal_id == self.terminal_id,
+                    batch.c.status.in_([s.value for s in ACTIVE_STATUSES]),
+                )
+            ).first()
+            if taken is not None:
+                refusal = BatchNumberTaken(f"batch number {number} is already used on this site")
+            elif other is not None:
+                refusal = BatchStateError(
+                    f"batch {other[0]} is still in progress on this terminal; finish or abort it"
+                )
+            if refusal is not None:
+                self.audit.record(
+                    conn,
+                    "batch.start.refused",
+                    actor,
+                    entity=entity,
+                    reason=str(refusal),
+                    details=base,
+                )
+            else:
+                conn.execute(
+                    insert(batch).values(
+                        batch_id=number,
+                        recipe_id=recipe.id,
+                        recipe_version=recipe.version,
+                        recipe_sha256=stored.info.sha256,
+                        recipe_name=recipe.name,
+                        product=recipe.product,
+                        status=BatchStatus.RUNNING.value,
+                        current_step=0,
+                        step_count=len(recipe.steps),
+                        terminal_id=self.terminal_id,
+                        started_by=actor.user_id,
+                        started_at=now,
+                        session_id=actor.session_id,
+                    )
+                )
+                self.audit.record(
+                    conn,
+                    "batch.started",
+                    actor,
+                    entity=entity,
+                    field="status",
+                    new_value=BatchStatus.RUNNING.value,
+                    details={
+                        "recipe_id": recipe.id,
+                        "recipe_version": recipe.version,
+                        "recipe_sha256": stored.info.sha256,
+                        "steps": len(recipe.steps),
+                    },
+                )
+        if refusal is not None:
+            raise refusal
+        self._recipe_cache[(recipe.id, recipe.version)] = recipe
+        self._changed()
+        return self.get(number)
+
+    async def start_step(self, session: Any, batch_id: str, step_id: str) -> CurrentStep:
+        """Begin the current step where the equipment takes part: tare the scale for a
+        load-cell charge, or start the blender for a run (Reset first if needed)."""
+        actor = self.sessions.authorize(
+            session,
+            "batch.step.complete",
+            entity=(BATCH_RECORD, batch_id),
+            details={"step_id": step_id, "operation": "start"},
+        )
+        info, recipe, index = self._ready_for_step(actor, batch_id, step_id, operation="start")
+        step = recipe.steps[index]
+        with read_only(self.engine) as conn:
+            existing = self._step_row(conn, batch_id, index)
+        if existing is not None:
+            self._refuse(
+                actor,
+                "batch.step.refused",
+                (BATCH_RECORD, batch_id),
+                "step already started",
+                {"step_id": step_id},
+            )
+            raise BatchStateError(f"step '{step.title}' has already been started")
+        if isinstance(step, ChargeStep) and step.weighing == "load_cell":
+            tare = await self.link.read("weight")
+            weight = decimal_of(tare.value, "weight")
+            with self.audit.transaction() as conn:
+                self._insert_step(conn, actor, batch_id, index, step, StepStatus.RUNNING)
+                self._insert_values(
+                    conn,
+                    actor,
+                    batch_id,
+                    index,
+                    step.id,
+                    [NewValue("tare", text_of(weight), "plc", unit=tare.unit or "kg")],
+                )
+                self.audit.record(
+                    conn,
+                    "batch.step.started",
+                    actor,
+                    entity=(BATCH_RECORD, batch_id),
+                    details={"step_id": step.id, "step_index": index, "tare": str(weight)},
+                )
+        elif isinstance(step, RunStep):
+            await self._start_run(actor, info, index, step)
+        else:
+            self._refuse(
+                actor,
+                "batch.step.refused",
+                (BATCH_RECORD, batch_id),
+                "step has no start",
+                {"step_id": step_id},
+            )
+            raise StepDataInvalid(
+                f"step '{step.title}' ({step.kind}) is completed directly; it has no start"
+            )
+        self._changed()
+        current = self.current_step(batch_id)
+        assert current is not None
+        return current
+
+    async def _start_run(self, actor: Actor, info: BatchInfo, index: int, step: RunStep) -> None:
+        state = await self.link.state()
+        if state == "Aborted":
+            await self.link.command(actor, info.batch_id, index, "clear")
+            state = await self.link.wait_state({"Stopped"})
+        if state in ("Stopped", "Complete"):
+            await self.link.command(actor, info.batch_id, index, "reset")
+            state = await self.link.wait_state({"Idle"})
+        if state != "Idle":
+            raise PlcCommandFailed(
+                f"the blender is in state {state}; it must be Idle to start the blend"
+            )
+
+        def started(conn: Connection) -> None:
+            self._insert_step(conn, actor, info.batch_id, index, step, StepStatus.RUNNING)
+            self.audit.record(
+                conn,
+                "batch.step.started",
+                actor,
+                entity=(BATCH_RECORD, info.batch_id),
+                details={"step_id": step.id, "step_index": index},
+            )
+
+        await self.link.command(actor, info.batch_id, index, "start", then=started)
+
+    async def complete_step(
+        self,
+        session: Any,
+        batch_id: str,
+        step_id: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        signatures: Sequence[Signature] = (),
+    ) -> CurrentStep | None:
+        """Complete the current step with its data; return the next step (``None`` at the end).
+
+        ``data`` depends on the step: ``confirmed`` (check), ``lot`` and for a manual weighing
+        ``quantity`` (charge), ``results`` by sample ID (sample), ``container_id`` (discharge).
+        ``signatures`` are those the step asks for, made over :meth:`step_record` with the same
+        data: a second-person check is the performer's signature (``performed``) and a
+        co-signature (``verified``) by the recipe's role; a signature step needs the session
+        user's signature with the step's meaning.
+        """
+        given = dict(data or {})
+        actor = self.sessions.authorize(
+            session,
+            "batch.step.complete",
+            entity=(BATCH_RECORD, batch_id),
+            details={"step_id": step_id},
+        )
+        info, recipe, index = self._ready_for_step(actor, batch_id, step_id, operation="complete")
+        step = recipe.steps[index]
+        with read_only(self.engine) as conn:
+            step_row = self._step_row(conn, batch_id, index)
+        try:
+            self._check_signatures_for_step(actor, info, step, given, signatures)
+            values, deviations = await self._step_outcome(actor, info, index, step, given, step_row)
+        except BatchError as exc:
+            self._refuse(
+                actor,
+                "batch.step.refused",
+                (BATCH_RECORD, batch_id),
+                str(exc),
+                {"step_id": step_id, "error": type(exc).__name__},
+            )
+            raise
+        if isinstance(step, SetParametersStep):
+            values += await self._write_parameters(actor, info, index, step, recipe)
+        elif isinstance(step, DischargeStep):
+            await self.link.command(actor, batch_id, index, "discharge")
+        data_sha = digest(given)
+        with self.audit.transaction() as conn:
+            row = self._batch_row(conn, batch_id)
+            if int(row["current_step"]) != index or row["status"] != BatchStatus.RUNNING.value:
+                # Another kiosk or an earlier attempt got there first: nothing is done twice.
+                self.audit.record(
+                    conn,
+                    "batch.step.refused",
+                    actor,
+                    entity=(BATCH_RECORD, batch_id),
+                    reason="step already completed",
+                    details={"step_id": step_id},
+                )
+                refused = True
+            else:
+                refused = False
+                self._finish_step(
+                    conn,
+                    actor,
+                    info,
+                    index,
+                    step,
+                    StepStatus.COMPLETED,
+                    values,
+                    deviations,
+                    data_sha,
+                    signatures,
+                    exists=step_row is not None,
+                )
+        if refused:
+            raise StepOutOfOrder(f"step '{step.title}' was already completed")
+        self._changed()
+        return self.current_step(batch_id)
+
+    def _ready_for_step(
+        self, actor: Actor, batch_id: str, step_id: str, *, operation: str
+    ) -> tuple[BatchInfo, Recipe, int]:
+        """Load the batch and check order, state, training and open deviations (recorded)."""
+        entity = (BATCH_RECORD, batch_id)
+        with read_only(self.engine) as conn:
+            row = conn.execute(select(batch).where(batch.c.batch_id == batch_id)).mappings().first()
+            if row is None:
+                raise BatchNotFound(f"there is no batch {batch_id}")
+            info = batch_info(row)
+            blocking = self._blocking(conn, batch_id)
+            trained = is_trained(conn, actor.user_id, info.recipe_id, info.recipe_version)
+        recipe = self.recipe_of(info)
+        details: dict[str, Any] = {"step_id": step_id, "operation": operation}
+        if info.status is BatchStatus.HELD:
+            self._refuse(actor, "batch.step.refused", entity, "batch held", details)
+            raise BatchHeld(
+                f"batch {batch_id} is on hold ({info.hold_reason or 'no reason'});"
+                " a supervisor must resume it"
+            )
+        if info.status is not BatchStatus.RUNNING:
+            self._refuse(actor, "batch.step.refused", entity, f"batch {info.status}", details)
+            raise BatchStateError(f"batch {batch_id} is {info.status.label}; no step can run")
+        expected = recipe.steps[info.current_step] if info.current_step < info.step_count else None
+        if expected is None or expected.id != step_id:
+            details["current_step"] = None if expected is None else expected.id
+            self._refuse(actor, "batch.step.refused", entity, "out of order", details)
+            want = "no step (all done)" if expected is None else f"'{expected.title}'"
+            raise StepOutOfOrder(
+                f"steps run strictly in order: the current step is {want}, not '{step_id}'"
+            )
+        if not trained:
+            self._refuse(actor, "batch.step.refused", entity, "not trained", details)
+            raise NotTrained(
+                f"{actor.user_id} is not recorded as trained on {info.recipe_id}"
+                f" v{info.recipe_version}"
+            )
+        if blocking:
+            details["deviations"] = list(blocking)
+            self._refuse(actor, "batch.step.refused", entity, "deviation open", details)
+            raise DeviationOpen(
+                "give the reason (and co-signature where needed) for deviation"
+                f" {', '.join(blocking)} before continuing",
+                blocking,
+            )
+        return info, recipe, info.current_step
+
+    def _check_signatures_for_step(
+        self,
+        actor: Actor,
+        info: BatchInfo,
+        step: Step,
+        data: Mapping[str, Any],
+        signatures: Sequence[Signature],
+    ) -> None:
+        verifier_role: str | None = None
+        if isinstance(step, CheckStep | ChargeStep):
+            verifier_role = step.verified_by_role
+        if isinstance(step, SignatureStep):
+            ref = self.step_record(info.batch_id, step.id, data)
+            mine = [s for s in signatures if s.cosign_of is None]
+            if len(mine) != 1:
+                raise SignatureProblem(f"step '{step.title}' needs one signature ({step.meaning})")
+            self._require_valid(mine[0], ref, Meaning(step.meaning))
+            if mine[0].signer_id != actor.user_id or mine[0].signer_role.value != step.role:
+                raise SignatureProblem(
+                    f"step '{step.title}' must be signed by the logged-in {step.role}"
+                )
+            return
+        if verifier_role is None:
+            if signatures:
+                raise SignatureProblem(f"step '{step.title}' does not take signatures")
+            return
+        ref = self.step_record(info.batch_id, step.id, data)
+        performed = [s for s in signatures if s.cosign_of is None]
+        if len(performed) != 1:
+            raise SignatureProblem(
+                f"step '{step.title}' needs the performer's signature and a second person's"
+                f" verification ({verifier_role})"
+            )
+        request = performed[0]
+        self._require_valid(request, ref, Meaning.PERFORMED)
+        if request.signer_id != actor.user_id:
+            raise SignatureProblem("the performer's signature must be the logged-in user's")
+        verified = [s for s in signatures if s.cosign_of == request.signature_id]
+        if len(verified) != 1:
+            raise SignatureProblem(
+                f"step '{step.title}' needs verification by a second person ({verifier_role})"
+            )
+        check = verified[0]
+        self._require_valid(check, ref, Meaning.VERIFIED)
+        if check.signer_id == request.signer_id:
+            raise CosignRefused("the verification must come from a different person")
+        if check.signer_role.value != verifier_role:
+            raise SignatureProblem(
+                f"the verification must be signed by a {verifier_role},"
+                f" not a {check.signer_role.value}"
+            )
+
+    async def _step_outcome(
+        self,
+        actor: Actor,
+        info: BatchInfo,
+        index: int,
+        step: Step,
+        data: Mapping[str, Any],
+        step_row: Mapping[str, Any] | None,
+    ) -> tuple[list[NewValue], list[DeviationSpec]]:
+        """Validate the data, read the PLC where the step needs it; nothing is written yet."""
+        values: list[NewValue] = []
+        deviations: list[DeviationSpec] = []
+        if isinstance(step, CheckStep):
+            if data.get("confirmed") is not True:
+                raise StepDataInvalid(f"confirm '{step.title}' to complete it")
+            values.append(NewValue("confirmed", "true", "entered"))
+        elif isinstance(step, ChargeStep):
+            lot = str(data.get("lot") or "").strip()
+            if step.lot_required and not lot:
+                raise StepDataInvalid(f"enter the material lot number for '{step.material}'")
+            if lot:
+                values.append(NewValue("lot", lot, "entered"))
+            low, high = step.acceptance_range()
+            if step.weighing == "manual":
+                quantity = decimal_of(data.get("quantity"), "quantity")
+                source = "entered"
+            else:
+                if step_row is None:
+                    raise StepNotReady(f"tare the scale first: start step '{step.title}'")
+                tare = await self._tare(info.batch_id, index)
+                stable = await self.link.read("weight_stable")
+                if stable.value is not True:
+                    raise StepNotReady("the scale is not stable yet; wait and try again")
+                gross_update = await self.link.read("weight")
+                gross = decimal_of(gross_update.value, "weight")
+                quantity = convert(gross - tare, "kg", step.unit)
+                values.append(NewValue("gross", text_of(gross), "plc", unit="kg"))
+                source = "computed"
+            ok = low <= quantity <= high
+            values.append(
+                NewValue("quantity", text_of(quantity), source, step.unit, str(low), str(high), ok)
+            )
+            if not ok:
+                deviations.append(
+                    DeviationSpec(
+                        DeviationKind.OUT_OF_TOLERANCE,
+                        f"{step.material}: {quantity} {step.unit} charged,"
+                        f" accepted {low}..{high} {step.unit}",
+                        parameter="quantity",
+                        expected=f"{low}..{high}",
+                        actual=str(quantity),
+                        unit=step.unit,
+                    )
+                )
+        elif isinstance(step, SetParametersStep):
+            pass  # written after validation (intent, write, result)
+        elif isinstance(step, RunStep):
+            if step_row is None:
+                raise StepNotReady(f"start the blend first (step '{step.title}')")
+            state = await self.link.state()
+            if state in ("Execute", "Starting", "Completing", "Unholding"):
+                elapsed = await self.link.read("elapsed_time")
+                raise StepNotReady(
+                    f"the blend is still running ({text_of(elapsed.value)} s elapsed)"
+                )
+            if state != "Complete":
+                raise StepNotReady(
+                    f"the blender is {state}: the blend did not complete; a supervisor may"
+                    " override the step or abort the batch"
+                )
+            for tag in ("elapsed_time", "revolutions"):
+                update_ = await self.link.read(tag)
+                values.append(
+                    NewValue(tag, text_of(update_.value), "plc", unit=update_.unit or None)
+                )
+        elif isinstance(step, WaitStep):
+            update_ = await self.link.read(step.tag)
+            current = update_.value
+            comparable: bool | Decimal | str
+            comparable = (
+                current if isinstance(current, bool | str) else decimal_of(current, step.tag)
+            )
+            if not step.is_met(comparable):
+                raise StepNotReady(
+                    f"'{step.title}': {step.tag} is {text_of(current)}, waiting for"
+                    f" {step.condition.replace('_', ' ')} {text_of(step.target_for_plc())}"
+                )
+            values.append(NewValue(step.tag, text_of(current), "plc", unit=update_.unit or None))
+        elif isinstance(step, SampleStep):
+            results = data.get("results")
+            if not isinstance(results, Mapping):
+                raise StepDataInvalid(
+                    f"enter a result for each sample: {', '.join(step.sample_ids)}"
+                )
+            missing = [s for s in step.sample_ids if s not in results]
+            extra = [s for s in results if s not in step.sample_ids]
+            if missing or extra:
+                raise StepDataInvalid(
+                    f"enter exactly the samples {', '.join(step.sample_ids)}"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; unknown {', '.join(map(str, extra))}" if extra else "")
+                )
+            for sample_id in step.sample_ids:
+                value = decimal_of(results[sample_id], f"result {sample_id}")
+                ok = step.accepts(value)
+                values.append(
+                    NewValue(
+                        f"result:{sample_id}",
+                        text_of(value),
+                        "entered",
+                        step.unit,
+                        str(step.low),
+                        str(step.high),
+                        ok,
+                    )
+                )
+                if not ok:
+                    deviations.append(
+                        DeviationSpec(
+                            DeviationKind.OUT_OF_TOLERANCE,
+                            f"sample {sample_id}: {value} {step.unit},"
+                            f" accepted {step.low}..{step.high}",
+                            parameter=f"result:{sample_id}",
+                            expected=f"{step.low}..{step.high}",
+                            actual=str(value),
+                            unit=step.unit,
+                        )
+                    )
+        elif isinstance(step, DischargeStep):
+            container = str(data.get("container_id") or "").strip()
+            if step.container_id_required and not container:
+                raise StepDataInvalid("enter the ID of the container the blend goes into")
+            if container:
+                values.append(NewValue("container_id", container, "entered"))
+        elif isinstance(step, SignatureStep):
+            pass
+        return values, deviations
+
+    async def _tare(self, batch_id: str, index: int) -> Decimal:
+        with read_only(self.engine) as conn:
+            found = conn.execute(
+                select(batch_value.c.value)
+                .where(
+                    batch_value.c.batch_id == batch_id,
+                    batch_value.c.step_index == index,
+                    batch_value.c.name == "tare",
+                )
+                .order_by(batch_value.c.id.desc())
+            ).first()
+        if found is None:
+            raise StepNotReady("the scale was not tared for this step")
+        return Decimal(str(found[0]))
+
+    async def _write_parameters(
+        self, actor: Actor, info: BatchInfo, index: int, step: SetParametersStep, recipe: Recipe
+    ) -> list[NewValue]:
+        """Write each setpoint (intent, write, confirmed read-back, result); return the values."""
+        written: list[NewValue] = []
+        for name in step.parameters:
+            parameter = recipe.parameter(name)
+            tag = parameter.write_tag
+            assert tag is not None
+            confirmed = await self.link.write(
+                actor, info.batch_id, index, tag, parameter.setpoint_for_plc()
+            )
+            low, high = parameter.limits_for_tag(tag)
+            value = decimal_of(confirmed.value, tag)
+            written.append(
+                NewValue(
+                    name,
+                    text_of(value),
+                    "plc",
+                    tag_unit(tag),
+                    str(low),
+                    str(high),
+                    low <= value <= high,
+                )
+            )
+        return written
+
+    def correct_value(
+        self, session: Any, batch_id: str, value_id: int, new_value: str, reason: str
+    ) -> RecordedValue:
+        """Correct an entered value: a new row points to the one it replaces (who, when, why).
+
+        Only values a person entered can be corrected; PLC readings are originals. A corrected
+        value outside its limits opens a deviation.
+        """
+        entity = (BATCH_RECORD, batch_id)
+        actor = self.sessions.authorize(
+            session, "batch.step.complete", entity=entity, details={"value_id": value_id}
+        )
+        why = self._reason_text(actor, entity, reason, "batch.value.correct.refused")
+        refusal: str | None = None
+        with self.audit.transaction() as conn:
+            info = batch_info(self._batch_row(conn, batch_id))
+            old = (
+                conn.execute(
+                    select(batch_value).where(
+                        batch_value.c.id == value_id, batch_value.c.batch_id == batch_id
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            replaced = conn.execute(
+                select(batch_value.c.id).where(batch_value.c.replaces_id == value_id)
+            ).first()
+            if old is None:
+                refusal = f"batch {batch_id} has no value number {value_id}"
+            elif info.status in (BatchStatus.RELEASED, BatchStatus.REJECTED):
+                refusal = f"batch {batch_id} is {info.status.label}; its record is closed"
+            elif old["source"] != "entered":
+                refusal = "a PLC reading is an original record and cannot be corrected"
+            elif replaced is not None:
+                refusal = f"value {value_id} was already corrected by value {replaced[0]}"
+            if refusal is not None:
+                self.audit.record(
+                    conn,
+                    "batch.value.correct.refused",
+                    actor,
+                    entity=entity,
+                    reason=refusal,
+                    details={"value_id": value_id},
+                )
+            else:
+                assert old is not None
+                text = new_value.strip()
+                in_limits: bool | None = None
+                if old["low"] is not None and old["high"] is not None:
+                    number = decimal_of(text, str(old["name"]))
+                    text = text_of(number)
+                    in_limits = Decimal(old["low"]) <= number <= Decimal(old["high"])
+                result = conn.execute(
+                    insert(batch_value).values(
+                        batch_id=batch_id,
+                        step_index=old["step_index"],
+                        step_id=old["step_id"],
+                        name=old["name"],
+                        value=text,
+                        unit=old["unit"],
+                        source="entered",
+                        low=old["low"],
+                        high=old["high"],
+                        in_limits=None if in_limits is None else int(in_limits),
+                        recorded_by=actor.user_id,
+                        recorded_at=to_utc_text(self.clock.now()),
+                        session_id=actor.session_id,
+                        replaces_id=value_id,
+                        reason=why,
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                new_id = int(key[0])
+                self.audit.record(
+                    conn,
+                    "batch.value.corrected",
+                    actor,
+                    entity=entity,
+                    field=str(old["name"]),
+                    old_value=str(old["value"]),
+                    new_value=text,
+                    reason=why,
+                    details={
+                        "value_id": new_id,
+                        "replaces_id": value_id,
+                        "step_id": old["step_id"],
+                    },
+                )
+                if in_limits is False:
+                    self._open_deviation(
+                        conn,
+                        actor,
+                        batch_id,
+                        int(old["step_index"]),
+                        str(old["step_id"]),
+                        DeviationSpec(
+                            DeviationKind.OUT_OF_TOLERANCE,
+                            f"corrected {old['name']}: {text} {old['unit'] or ''},"
+                            f" accepted {old['low']}..{old['high']}",
+                            parameter=str(old["name"]),
+                            expected=f"{old['low']}..{old['high']}",
+                            actual=text,
+                            unit=old["unit"],
+                        ),
+                    )
+        if refusal is not None:
+            raise StepDataInvalid(refusal)
+        return next(v for v in self.values(batch_id) if v.value_id == new_id)
+
+    async def change_parameter(
+        self,
+        session: Any,
+        batch_id: str,
+        name: str,
+        value: Decimal | str,
+        reason: str,
+        *,
+        reason_code: str = "PROCESS",
+    ) -> ParameterChange:
+        """Change a parameter's setpoint on the PLC during the batch.
+
+        Within the recipe's limits the change is recorded (old, new, reason) and written.
+        Outside them it becomes a deviation that needs a supervisor's co-signature
+        (:meth:`cosign_deviation`), after which the value is written.
+        """
+        entity = (BATCH_RECORD, batch_id)
+        actor = self.sessions.authorize(
+            session, "parameter.change", entity=entity, details={"parameter": name}
+        )
+        why = self._reason_text(actor, entity, reason, "batch.parameter.change.refused")
+        self._reason_code(actor, entity, reason_code, "batch.parameter.change.refused")
+        info = self.get(batch_id)
+        recipe = self.recipe_of(info)
+        if info.status not in ACTIVE_STATUSES:
+            self._refuse(
+                actor,
+                "batch.parameter.change.refused",
+                entity,
+                "batch not active",
+                {"parameter": name},
+            )
+            raise BatchStateError(f"batch {batch_id} is {info.status.label}")
+        parameter = recipe.parameters.get(name)
+        if parameter is None or parameter.write_tag is None:
+            self._refuse(
+                actor,
+                "batch.parameter.change.refused",
+                entity,
+                "not a settable parameter",
+                {"parameter": name},
+            )
+            raise StepDataInvalid(f"{name!r} is not a parameter of this recipe that can be set")
+        wanted = decimal_of(value, name)
+        old = await self.link.read(parameter.write_tag)
+        old_value = plc_to_parameter(parameter, old.value)
+        index = min(info.current_step, info.step_count - 1)
+        step_id = recipe.steps[index].id
+        if not parameter.within_limits(wanted):
+            with self.audit.transaction() as conn:
+                spec = DeviationSpec(
+                    DeviationKind.PARAMETER_CHANGE,
+                    f"{name}: change to {wanted} {parameter.unit} requested, limits"
+                    f" {parameter.low}..{parameter.high} {parameter.unit}",
+                    parameter=name,
+                    expected=f"{parameter.low}..{parameter.high}",
+                    actual=str(wanted),
+                    unit=parameter.unit,
+                    critical=parameter.critical,
+                    requires_cosign=True,
+                    action={"type": "parameter", "name": name, "value": str(wanted)},
+                    reason=(reason_code, why, actor.user_id),
+                )
+                deviation_id = self._open_deviation(conn, actor, batch_id, index, step_id, spec)
+                self.audit.record(
+                    conn,
+                    "batch.parameter.change_requested",
+                    actor,
+                    entity=entity,
+                    field=name,
+                    old_value=str(old_value),
+                    new_value=str(wanted),
+                    reason=why,
+                    details={"deviation_id": deviation_id, "outside_limits": True},
+                )
+            self._changed()
+            return ParameterChange(False, deviation_id, None)
+        confirmed = await self._apply_parameter(
+            actor, info, index, step_id, parameter, name, old_value, wanted, why
+        )
+        return ParameterChange(True, None, confirmed)

@@ -1,0 +1,473 @@
+"""Supervising the run: live monitoring of the PLC stream (excursions, loss of the PLC, alarms
+during a step) and recovery after the HMI process died."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import select, update
+
+from hmi.alarms.service import AlarmChange, AlarmService, AlarmTransition
+from hmi.audit.chain import SYSTEM, Actor
+from hmi.batch.core import (
+    BATCH_RECORD,
+    HOLDABLE_STATES,
+    RUNNING_STATES,
+    DeviationSpec,
+    EngineCore,
+)
+from hmi.batch.errors import (
+    PlcCommandFailed,
+)
+from hmi.batch.model import (
+    BatchInfo,
+    BatchStatus,
+    DeviationKind,
+    PlcCommandRecord,
+    StepStatus,
+)
+from hmi.batch.rows import (
+    DEVIATION_RECORD,
+    batch_info,
+    command_record,
+    plain,
+    tag_unit,
+    text_of,
+)
+from hmi.batch.tables import (
+    deviation,
+    plc_command,
+)
+from hmi.clock import to_utc_text
+from hmi.db import read_only
+from hmi.plc.errors import (
+    PlcError,
+)
+from hmi.plc.types import (
+    COMM_LOSS_ALARM,
+    ConnectionState,
+    ConnectionStateChanged,
+    TagUpdate,
+    TagValuesChanged,
+)
+from hmi.recipe.model import (
+    Parameter,
+    Recipe,
+    RunStep,
+)
+
+
+@dataclass
+class _Monitored:
+    name: str
+    parameter: Parameter
+    tag: str
+    low: Decimal
+    high: Decimal
+
+
+@dataclass
+class _RunContext:
+    batch_id: str
+    step_index: int
+    step_id: str
+    status: BatchStatus
+    monitored: list[_Monitored]
+    open_excursions: dict[str, str] = field(default_factory=dict)
+
+
+class RunSupervision(EngineCore):
+    """Live monitoring during the run, alarm deviations and crash recovery."""
+
+    async def recover(self) -> BatchInfo | None:
+        """At start-up: find the batch in progress, reconcile with the PLC, record the restart.
+
+        Commands whose outcome was not recorded (the process died between intent and result)
+        are resolved from the PLC's actual state, so nothing is done twice; a run that the PLC
+        no longer knows about, or a PLC that cannot be reached, holds the batch with a
+        deviation.
+        """
+        info = self.active_batch()
+        if info is None:
+            return None
+        state = await self.link.state_or_none()
+        recipe = self.recipe_of(info)
+        with read_only(self.engine) as conn:
+            open_commands = [
+                command_record(r)
+                for r in conn.execute(
+                    select(plc_command)
+                    .where(plc_command.c.batch_id == info.batch_id, plc_command.c.result.is_(None))
+                    .order_by(plc_command.c.id)
+                ).mappings()
+            ]
+        for command in open_commands:
+            await self._reconcile_command(info, recipe, command, state)
+        info = self.get(info.batch_id)
+        run_active = await self._run_in_progress(info)
+        with self.audit.transaction() as conn:
+            self.audit.record(
+                conn,
+                "batch.recovered",
+                SYSTEM,
+                entity=(BATCH_RECORD, info.batch_id),
+                details={
+                    "status": info.status.value,
+                    "current_step": info.current_step,
+                    "step_id": self._step_id(info),
+                    "plc_state": state,
+                    "run_in_progress": run_active,
+                    "commands_reconciled": [c.command_id for c in open_commands],
+                },
+            )
+            hold_plc = run_active and info.status is BatchStatus.HELD and state in HOLDABLE_STATES
+            if run_active and info.status is BatchStatus.RUNNING:
+                if state is None:
+                    self._set_held(conn, SYSTEM, info, "PLC not reachable at restart")
+                    self._open_deviation(
+                        conn,
+                        SYSTEM,
+                        info.batch_id,
+                        info.current_step,
+                        self._step_id(info),
+                        DeviationSpec(
+                            DeviationKind.PLC_LOST,
+                            "PLC not reachable when the HMI restarted during the run",
+                        ),
+                    )
+                elif state not in RUNNING_STATES and state != "Complete":
+                    self._open_deviation(
+                        conn,
+                        SYSTEM,
+                        info.batch_id,
+                        info.current_step,
+                        self._step_id(info),
+                        DeviationSpec(
+                            DeviationKind.PLC_MISMATCH,
+                            f"the blend was running but the PLC is {state}",
+                            expected="Execute",
+                            actual=state,
+                        ),
+                    )
+        self._changed()
+        if hold_plc:  # held by the HMI while the process was down, but the drum still turns
+            await self.link.command(SYSTEM, info.batch_id, info.current_step, "hold")
+        return self.get(info.batch_id)
+
+    async def _reconcile_command(
+        self, info: BatchInfo, recipe: Recipe, command: PlcCommandRecord, state: str | None
+    ) -> None:
+        arguments = dict(command.arguments)
+        outcome = "unknown"
+        detail = f"reconciled at restart; PLC state {state or 'unreachable'}"
+        started_run = False
+        if state is not None:
+            if command.command == "start":
+                done = state in RUNNING_STATES or state == "Complete"
+                outcome = "confirmed_on_recovery" if done else "not_executed"
+                started_run = done
+            elif command.command == "hold":
+                outcome = (
+                    "confirmed_on_recovery" if state in ("Holding", "Held") else "not_executed"
+                )
+            elif command.command == "unhold":
+                outcome = (
+                    "confirmed_on_recovery"
+                    if state in ("Unholding", "Execute", "Completing", "Complete")
+                    else "not_executed"
+                )
+            elif command.command == "abort":
+                outcome = (
+                    "confirmed_on_recovery" if state in ("Aborting", "Aborted") else "not_executed"
+                )
+            elif command.command == "reset":
+                outcome = "confirmed_on_recovery" if state == "Idle" else "unknown"
+            elif command.command == "write":
+                try:
+                    update_ = await self.gateway.read(str(arguments["tag"]))
+                    same = text_of(update_.value) == text_of(arguments["value"]) or (
+                        isinstance(update_.value, float)
+                        and abs(update_.value - float(str(arguments["value"]))) < 1e-6
+                    )
+                    outcome = "confirmed_on_recovery" if same else "not_executed"
+                    detail += f"; read back {text_of(update_.value)}"
+                except PlcError as exc:
+                    detail += f"; read back failed: {exc}"
+        actor = Actor(command.intent_by, "system")
+        with self.audit.transaction() as conn:
+            conn.execute(
+                update(plc_command)
+                .where(plc_command.c.id == command.command_id, plc_command.c.result.is_(None))
+                .values(
+                    result=outcome, result_detail=detail, result_at=to_utc_text(self.clock.now())
+                )
+            )
+            self.audit.record(
+                conn,
+                "batch.plc.command.result",
+                SYSTEM,
+                entity=("plc_command", str(command.command_id)),
+                field="result",
+                new_value=outcome,
+                reason=detail,
+                details={
+                    "batch_id": info.batch_id,
+                    "command": command.command,
+                    "arguments": plain(arguments),
+                    "recovered": True,
+                },
+            )
+            if (
+                started_run
+                and command.step_index is not None
+                and self._step_row(conn, info.batch_id, command.step_index) is None
+            ):
+                step = recipe.steps[command.step_index]
+                self._insert_step(
+                    conn, actor, info.batch_id, command.step_index, step, StepStatus.RUNNING
+                )
+                self.audit.record(
+                    conn,
+                    "batch.step.started",
+                    SYSTEM,
+                    entity=(BATCH_RECORD, info.batch_id),
+                    details={
+                        "step_id": step.id,
+                        "step_index": command.step_index,
+                        "recovered": True,
+                        "started_by": command.intent_by,
+                    },
+                )
+
+    async def monitor(self) -> None:
+        """Watch the PLC during the batch until cancelled: excursions of monitored parameters
+        during a run open deviations (a critical one holds the batch and the blender); losing
+        the PLC during a run holds the batch from the HMI side."""
+        stream = self.gateway.events()
+        context: _RunContext | None = None
+        version = -1
+        plc_state: str | None = None
+        armed: set[str] = set()
+        lost_during_run: str | None = None
+        try:
+            while True:
+                try:
+                    event = await stream.get()
+                except StopAsyncIteration:
+                    return
+                if version != self._context_version:
+                    version = self._context_version
+                    new_context = self._load_context()
+                    if (
+                        new_context is None
+                        or context is None
+                        or (new_context.batch_id, new_context.step_index)
+                        != (context.batch_id, context.step_index)
+                    ):
+                        armed = set()
+                    context = new_context
+                if isinstance(event, TagValuesChanged):
+                    state_update = event.updates.get("state")
+                    if state_update is not None and state_update.good:
+                        plc_state = str(state_update.value)
+                        if plc_state != "Execute":
+                            armed = set()
+                    if context is not None and plc_state == "Execute":
+                        await self._check_excursions(context, event.updates, armed)
+                elif isinstance(event, ConnectionStateChanged):
+                    if event.state is ConnectionState.LOST and context is not None:
+                        if await self._connection_lost(context, event.reason):
+                            lost_during_run = context.batch_id
+                    elif event.state is ConnectionState.CONNECTED and lost_during_run:
+                        await self._reconnected(lost_during_run)
+                        lost_during_run = None
+        finally:
+            stream.close()
+
+    def _load_context(self) -> _RunContext | None:
+        with read_only(self.engine) as conn:
+            row = self._active_row(conn)
+            if row is None:
+                return None
+            info = batch_info(row)
+            if info.current_step >= info.step_count:
+                return None
+            step_row = self._step_row(conn, info.batch_id, info.current_step)
+            if step_row is None or step_row["status"] != StepStatus.RUNNING.value:
+                return None
+            open_excursions = {
+                str(r["parameter"]): str(r["deviation_id"])
+                for r in conn.execute(
+                    select(deviation.c.parameter, deviation.c.deviation_id).where(
+                        deviation.c.batch_id == info.batch_id,
+                        deviation.c.step_index == info.current_step,
+                        deviation.c.kind == DeviationKind.EXCURSION.value,
+                        deviation.c.ended_at.is_(None),
+                    )
+                ).mappings()
+            }
+        recipe = self.recipe_of(info)
+        step = recipe.steps[info.current_step]
+        if not isinstance(step, RunStep):
+            return None
+        monitored = []
+        for name in step.monitor:
+            parameter = recipe.parameter(name)
+            assert parameter.monitor_tag is not None
+            low, high = parameter.limits_for_tag(parameter.monitor_tag)
+            monitored.append(_Monitored(name, parameter, parameter.monitor_tag, low, high))
+        return _RunContext(
+            info.batch_id, info.current_step, step.id, info.status, monitored, open_excursions
+        )
+
+    async def _check_excursions(
+        self, context: _RunContext, updates: Mapping[str, TagUpdate], armed: set[str]
+    ) -> None:
+        hold_needed = False
+        for item in context.monitored:
+            update_ = updates.get(item.tag)
+            if update_ is None or not update_.good or isinstance(update_.value, bool | str | tuple):
+                continue
+            assert update_.value is not None
+            value = (
+                Decimal(repr(update_.value))
+                if isinstance(update_.value, float)
+                else Decimal(update_.value)
+            )
+            inside = item.low <= value <= item.high
+            if inside:
+                armed.add(item.name)
+                open_id = context.open_excursions.pop(item.name, None)
+                if open_id is not None:
+                    self._end_excursion(open_id, value)
+                continue
+            if item.name not in armed or item.name in context.open_excursions:
+                continue
+            deviation_id, held = self._open_excursion(context, item, value)
+            context.open_excursions[item.name] = deviation_id
+            hold_needed = hold_needed or held
+        if hold_needed:
+            info = self.get(context.batch_id)
+            await self._hold_equipment(SYSTEM, info)
+
+    def _open_excursion(
+        self, context: _RunContext, item: _Monitored, value: Decimal
+    ) -> tuple[str, bool]:
+        critical = item.parameter.critical
+        spec = DeviationSpec(
+            DeviationKind.EXCURSION,
+            f"{item.name} {value} {tag_unit(item.tag)} outside its limits"
+            f" {item.low}..{item.high} during the run"
+            + ("; critical parameter: batch held" if critical else ""),
+            parameter=item.name,
+            expected=f"{item.low}..{item.high}",
+            actual=str(value),
+            unit=tag_unit(item.tag),
+            critical=critical,
+            requires_cosign=critical,
+        )
+        held = False
+        with self.audit.transaction() as conn:
+            row = self._batch_row(conn, context.batch_id)
+            deviation_id = self._open_deviation(
+                conn, SYSTEM, context.batch_id, context.step_index, context.step_id, spec
+            )
+            if critical and row["status"] == BatchStatus.RUNNING.value:
+                self._set_held(
+                    conn,
+                    SYSTEM,
+                    batch_info(row),
+                    f"critical parameter {item.name} out of limits ({value})",
+                )
+                held = True
+        self._changed()
+        self._notify_deviation(deviation_id)
+        return deviation_id, held
+
+    def _end_excursion(self, deviation_id: str, value: Decimal) -> None:
+        with self.audit.transaction() as conn:
+            conn.execute(
+                update(deviation)
+                .where(deviation.c.deviation_id == deviation_id)
+                .values(ended_at=to_utc_text(self.clock.now()))
+            )
+            self.audit.record(
+                conn,
+                "deviation.excursion_ended",
+                SYSTEM,
+                entity=(DEVIATION_RECORD, deviation_id),
+                field="value",
+                new_value=str(value),
+            )
+
+    async def _connection_lost(self, context: _RunContext, reason: str) -> bool:
+        with self.audit.transaction() as conn:
+            row = self._batch_row(conn, context.batch_id)
+            if row["status"] != BatchStatus.RUNNING.value:
+                return False
+            self._set_held(conn, SYSTEM, batch_info(row), "communication with the PLC lost")
+            deviation_id = self._open_deviation(
+                conn,
+                SYSTEM,
+                context.batch_id,
+                context.step_index,
+                context.step_id,
+                DeviationSpec(
+                    DeviationKind.PLC_LOST,
+                    f"communication with the PLC lost during the run: {reason}",
+                ),
+            )
+        self._changed()
+        self._notify_deviation(deviation_id)
+        return True
+
+    async def _reconnected(self, batch_id: str) -> None:
+        state = await self.link.state_or_none()
+        self.audit.record_now(
+            "batch.plc.reconnected",
+            SYSTEM,
+            entity=(BATCH_RECORD, batch_id),
+            details={"plc_state": state},
+        )
+        info = self.get(batch_id)
+        if info.status is BatchStatus.HELD and state in HOLDABLE_STATES:
+            with contextlib.suppress(PlcCommandFailed):
+                await self.link.command(SYSTEM, batch_id, info.current_step, "hold")
+
+    def _attach(self, alarms: AlarmService) -> None:
+        super()._attach(alarms)
+        alarms.subscribe(self._on_alarm)
+
+    def _on_alarm(self, change: AlarmChange) -> None:
+        """An alarm raised while a batch is in progress is a deviation of the current step."""
+        if change.transition is not AlarmTransition.RAISED:
+            return
+        record = change.alarm
+        if record.code == COMM_LOSS_ALARM:
+            return  # the loss of the PLC during a run is its own deviation (plc_lost)
+        with self.audit.transaction() as conn:
+            row = self._active_row(conn)
+            if row is None:
+                return
+            info = batch_info(row)
+            if info.current_step >= info.step_count:
+                return
+            deviation_id = self._open_deviation(
+                conn,
+                SYSTEM,
+                info.batch_id,
+                info.current_step,
+                self._step_id(info),
+                DeviationSpec(
+                    DeviationKind.ALARM,
+                    f"alarm {record.code} ({record.message}) during the step",
+                    expected="no alarm",
+                    actual=record.code,
+                    alarm_id=record.alarm_id,
+                ),
+            )
+        self._changed()
+        self._notify_deviation(deviation_id)

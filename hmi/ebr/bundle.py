@@ -1,0 +1,517 @@
+"""The electronic true copy of a batch record: an audit bundle with the record in it.
+
+Built on :func:`hmi.audit.bundle.write_bundle`: the header says ``"profile":
+"hmi-batch-record"``; the events are the chain segments of :mod:`hmi.ebr.assemble` (every event
+between the batch's first and last, with the checkpoints in range and the public keys); the
+record lines (``ebr.*``) carry the batch record and the recipe content, each with the batch
+number and its position; the last one, ``ebr.manifest``, lists the SHA-256 of every record
+line before it and is signed by the terminal key, so an edited, moved or borrowed line is named
+by its line number. The record is also checked against the signed audit events it claims to
+come from (values and corrections, deviations, signatures, the recipe hash, the list of related
+events), so the copy is proven consistent with the trail even against someone able to re-sign.
+Changes after first entry are not stored twice: they are derived from the values (a value with
+``replaces_id``) when the bundle is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from hmi.audit import canonical
+from hmi.audit.bundle import BundleContents, read_bundle, write_bundle
+from hmi.audit.keys import PublicKey, Signer
+from hmi.audit.verify import Kind, VerifyReport
+from hmi.auth.roles import Meaning, Role
+from hmi.auth.signatures import RecordRef, Signature, binding_sha256
+from hmi.clock import from_utc_text
+from hmi.ebr.assemble import ALARM, BATCH, DEVIATION, STEP, Assembled
+from hmi.ebr.model import (
+    Alarm,
+    AuditEvent,
+    Change,
+    Deviation,
+    EbrRecord,
+    EventRef,
+    Header,
+    PlcCommand,
+    RecipeContent,
+    SignatureEntry,
+    Step,
+    Summary,
+    Value,
+    plain,
+)
+
+PROFILE = "hmi-batch-record"
+PROFILE_VERSION = 1
+MANIFEST_TAG = b"HMI-EBR-MANIFEST-v1\x00"
+
+#: Record line types, in the order they are written; the single ones appear exactly once.
+SINGLE = ("ebr.header", "ebr.recipe", "ebr.summary", "ebr.meta", "ebr.audit_trail")
+REPEATED: dict[str, type[Any]] = {
+    "ebr.step": Step,
+    "ebr.value": Value,
+    "ebr.deviation": Deviation,
+    "ebr.signature": SignatureEntry,
+    "ebr.alarm": Alarm,
+    "ebr.plc_command": PlcCommand,
+}
+
+
+def manifest_message(manifest: dict[str, Any]) -> bytes:
+    """What the manifest's signature covers: the manifest without its signature."""
+    body = {k: manifest.get(k) for k in ("batch_id", "key_id", "lines", "sha256", "type")}
+    return MANIFEST_TAG + canonical.canonical_bytes(body)
+
+
+def record_lines(record: EbrRecord, signer: Signer) -> list[dict[str, Any]]:
+    """The record as ``ebr.*`` lines, closed by the signed ``ebr.manifest`` (module doc)."""
+    batch_id = record.header.batch_id
+    items: list[tuple[str, Any]] = [
+        ("ebr.meta", {"assembled_at": record.assembled_at, "assembled_by": record.assembled_by}),
+        ("ebr.header", plain(record.header)),
+        ("ebr.recipe", plain(record.recipe)),
+    ]
+    items += [("ebr.step", plain(s)) for s in record.steps]
+    items += [("ebr.value", plain(v)) for v in record.values]
+    items += [("ebr.deviation", plain(d)) for d in record.deviations]
+    items += [("ebr.signature", plain(s)) for s in record.signatures]
+    items += [("ebr.alarm", plain(a)) for a in record.alarms]
+    items += [("ebr.plc_command", plain(c)) for c in record.plc_commands]
+    items.append(("ebr.audit_trail", [[e.terminal_id, e.seq] for e in record.events]))
+    items.append(("ebr.summary", plain(record.summary)))
+    lines = [
+        {"type": kind, "batch_id": batch_id, "n": number, "data": data}
+        for number, (kind, data) in enumerate(items, start=1)
+    ]
+    manifest: dict[str, Any] = {
+        "type": "ebr.manifest",
+        "batch_id": batch_id,
+        "lines": len(lines),
+        "sha256": [hashlib.sha256(canonical.canonical_bytes(line)).hexdigest() for line in lines],
+        "key_id": signer.key_id,
+    }
+    manifest["sig"] = signer.sign(manifest_message(manifest)).hex()
+    return [*lines, manifest]
+
+
+def write_batch_bundle(
+    path: Path,
+    assembled: Assembled,
+    *,
+    signer: Signer,
+    created_at: str,
+    exported_by: dict[str, Any],
+) -> str:
+    """Write the batch's electronic true copy; return the SHA-256 it is signed over."""
+    record = assembled.record
+    context = assembled.context
+    keys = dict(context.keys)
+    keys.setdefault(signer.key_id, signer.public)
+    header = {
+        "profile": PROFILE,
+        "profile_version": PROFILE_VERSION,
+        "created_at": created_at,
+        "exported_by": exported_by,
+        "site": record.header.site,
+        "line": record.header.line,
+        "scope": {
+            "kind": "batch",
+            "batch_id": record.header.batch_id,
+            "chains": {t: [low, high] for t, (low, high) in sorted(context.spans.items())},
+        },
+        "partial": True,
+    }
+    return write_bundle(
+        path,
+        signer=signer,
+        header=header,
+        keys=keys.values(),
+        rows=context.rows,
+        checkpoints=context.checkpoints,
+        records=record_lines(record, signer),
+    )
+
+
+# -- reading and verifying ----------------------------------------------------------------
+
+
+@dataclass
+class BatchBundle:
+    """A read batch bundle: the verification report, the contents, and the record if whole."""
+
+    report: VerifyReport
+    contents: BundleContents
+    record: EbrRecord | None
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok and self.record is not None
+
+    @property
+    def sha256(self) -> str:
+        return self.contents.sha256
+
+
+def is_batch_bundle(contents: BundleContents) -> bool:
+    return contents.header.get("profile") == PROFILE
+
+
+def _first_record_line(contents: BundleContents) -> int:
+    header = contents.header
+    keys = len(contents.keys)
+    return 2 + keys + int(header.get("events") or 0) + int(header.get("checkpoints") or 0)
+
+
+class _Checker:
+    def __init__(self, contents: BundleContents, keys: dict[str, PublicKey], report: VerifyReport):
+        self.contents = contents
+        self.keys = keys
+        self.report = report
+        self.first_line = _first_record_line(contents)
+        self.events = {(str(e.get("terminal_id")), e.get("seq")): e for e in contents.events}
+        self._details: dict[tuple[str, Any], dict[str, Any]] = {}
+
+    def problem(self, index: int | None, line: dict[str, Any] | None, message: str) -> None:
+        if index is None or line is None:
+            self.report.add(Kind.BUNDLE, None, None, f"batch record: {message}")
+            return
+        what = str(line.get("type"))
+        data = line.get("data")
+        name = ""
+        if isinstance(data, dict):
+            for key in ("value_id", "deviation_id", "signature_id", "step_id", "alarm_id",
+                        "command_id", "batch_id", "recipe_id"):  # fmt: skip
+                if key in data:
+                    name = f" {key} {data[key]}"
+                    break
+        self.report.add(
+            Kind.BUNDLE, None, None, f"line {self.first_line + index} ({what}{name}): {message}"
+        )
+
+    def event(self, ref: EventRef | None) -> dict[str, Any] | None:
+        if ref is None:
+            return None
+        return self.events.get((ref.terminal_id, ref.seq))
+
+    def details(self, event: dict[str, Any]) -> dict[str, Any]:
+        key = (str(event.get("terminal_id")), event.get("seq"))
+        cached = self._details.get(key)
+        if cached is None:
+            try:
+                value = canonical.loads(str(event.get("details")))
+            except ValueError:
+                value = {}
+            cached = value if isinstance(value, dict) else {}
+            self._details[key] = cached
+        return cached
+
+
+def _parse(
+    checker: _Checker, batch_id: str
+) -> tuple[dict[str, tuple[int, dict[str, Any], Any]], dict[str, list[tuple[int, Any, Any]]]]:
+    singles: dict[str, tuple[int, dict[str, Any], Any]] = {}
+    repeated: dict[str, list[tuple[int, Any, Any]]] = {kind: [] for kind in REPEATED}
+    records = checker.contents.records
+    manifest = records[-1] if records else {}
+    hashes: list[Any] = []
+    if manifest.get("type") != "ebr.manifest":
+        checker.problem(None, None, "the signed ebr.manifest line is missing (truncated?)")
+    else:
+        records = records[:-1]
+        key = checker.keys.get(str(manifest.get("key_id")))
+        try:
+            signature = bytes.fromhex(str(manifest.get("sig")))
+            valid = key is not None and key.verify(signature, manifest_message(manifest))
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:
+            checker.problem(len(records), manifest, "manifest signature invalid (edited)")
+        raw_hashes = manifest.get("sha256")
+        hashes = raw_hashes if isinstance(raw_hashes, list) else []
+        if manifest.get("batch_id") != batch_id or manifest.get("lines") != len(records):
+            checker.problem(len(records), manifest, f"announces {manifest.get('lines')} record"
+                            f" lines of batch {manifest.get('batch_id')}, the bundle holds"
+                            f" {len(records)} of batch {batch_id}")  # fmt: skip
+    for index, line in enumerate(records):
+        kind = str(line.get("type"))
+        digest = hashlib.sha256(canonical.canonical_bytes(line)).hexdigest()
+        if index >= len(hashes) or hashes[index] != digest:
+            checker.problem(index, line, "does not match the signed manifest (the line was edited)")
+            continue
+        if line.get("batch_id") != batch_id or line.get("n") != index + 1:
+            checker.problem(index, line, "record line belongs elsewhere (moved or copied)")
+            continue
+        data = line.get("data")
+        if kind in SINGLE:
+            if kind in singles:
+                checker.problem(index, line, f"a second {kind} line")
+            singles[kind] = (index, line, data)
+        elif kind in REPEATED:
+            try:
+                repeated[kind].append((index, line, REPEATED[kind].model_validate(data)))
+            except ValidationError as exc:
+                checker.problem(index, line, f"malformed ({exc.error_count()} errors)")
+        else:
+            checker.problem(index, line, "unknown record line type")
+    return singles, repeated
+
+
+def _check_values(
+    checker: _Checker, values: list[tuple[int, Any, Any]], batch_id: str, by_id: dict[int, Value]
+) -> None:
+    for index, line, value in values:
+        event = checker.event(value.event)
+        if event is None:
+            checker.problem(index, line, "no audit event in the bundle recorded this value")
+            continue
+        details = checker.details(event)
+        if (event.get("entity_type"), event.get("entity_id")) != (BATCH, batch_id):
+            checker.problem(index, line, "its audit event is about another record")
+        elif value.replaces_id is None:
+            recorded = {
+                (str(item.get("name")), str(item.get("value")))
+                for item in details.get("values") or []
+                if isinstance(item, dict)
+            }
+            if "tare" in details:
+                recorded.add(("tare", str(details["tare"])))
+            if details.get("step_id") != value.step_id or (value.name, value.value) not in recorded:
+                checker.problem(index, line, "differs from the value its audit event recorded")
+        elif (
+            event.get("action") != "batch.value.corrected"
+            or details.get("value_id") != value.value_id
+            or details.get("replaces_id") != value.replaces_id
+            or event.get("new_value") != value.value
+            or event.get("reason") != value.reason
+            or (
+                value.replaces_id in by_id
+                and event.get("old_value") != by_id[value.replaces_id].value
+            )
+        ):
+            checker.problem(index, line, "differs from the correction its audit event recorded")
+
+
+def derive_changes(values: dict[int, Value]) -> tuple[Change, ...]:
+    """Every value changed after its first entry: old, new, who, when, why (Annex 11 §8.2)."""
+    out = []
+    for value in values.values():
+        if value.replaces_id is None:
+            continue
+        old = values.get(value.replaces_id)
+        out.append(
+            Change(
+                value_id=value.value_id,
+                replaces_id=value.replaces_id,
+                step_id=value.step_id,
+                name=value.name,
+                old="?" if old is None else old.value,
+                new=value.value,
+                unit=value.unit,
+                changed_by=value.recorded_by,
+                changed_at=value.recorded_at,
+                reason=value.reason or "",
+            )
+        )
+    return tuple(out)
+
+
+def _check_deviations(
+    checker: _Checker, deviations: list[tuple[int, Any, Any]], batch_id: str
+) -> None:
+    for index, line, item in deviations:
+        event = checker.event(item.event)
+        details = checker.details(event) if event is not None else {}
+        if (
+            event is None
+            or event.get("action") != "deviation.opened"
+            or event.get("entity_id") != item.deviation_id
+            or details.get("batch_id") != batch_id
+            or details.get("kind") != item.kind
+            or details.get("description") != item.description
+        ):
+            checker.problem(index, line, "differs from the audit event that opened it")
+
+
+def _check_signatures(checker: _Checker, signatures: list[tuple[int, Any, Any]]) -> None:
+    for index, line, item in signatures:
+        try:
+            stated = Signature(
+                signature_id=item.signature_id,
+                record=RecordRef(item.record_type, item.record_id, item.record_sha256),
+                meaning=Meaning(item.meaning),
+                signer_id=item.signer_id,
+                signer_name=item.signer_name,
+                signer_role=Role(item.signer_role),
+                signed_at=from_utc_text(item.signed_at),
+                session_id=item.session_id,
+                terminal_id=item.terminal_id,
+                components=tuple(item.components),
+                cosign_of=item.cosign_of,
+                binding_sha256=item.binding_sha256,
+                audit_terminal_id=item.event.terminal_id,
+                audit_seq=item.event.seq,
+            )
+            computed = binding_sha256(stated.binding_fields())
+        except ValueError:
+            computed = ""
+        event = checker.event(item.event)
+        details = checker.details(event) if event is not None else {}
+        if computed != item.binding_sha256:
+            checker.problem(index, line, "the signature's binding hash does not match its fields")
+        elif (
+            event is None
+            or event.get("action") not in {"esignature.signed", "esignature.cosigned"}
+            or details.get("binding_sha256") != computed
+            or details.get("signature_id") != item.signature_id
+            or event.get("new_value") != item.record_sha256
+        ):
+            checker.problem(index, line, "differs from the audit event that recorded the signature")
+
+
+def _concerns(event: dict[str, Any], batch_id: str, deviations: set[str], alarms: set[str]) -> bool:
+    kind, entity = event.get("entity_type"), str(event.get("entity_id"))
+    return (
+        (kind == BATCH and entity == batch_id)
+        or (kind == STEP and entity.startswith(batch_id + "/"))
+        or (kind == DEVIATION and entity in deviations)
+        or (kind == ALARM and entity in alarms)
+    )
+
+
+def _verify_record(
+    contents: BundleContents, keys: dict[str, PublicKey], report: VerifyReport
+) -> EbrRecord | None:
+    checker = _Checker(contents, keys, report)
+    scope = contents.header.get("scope")
+    batch_id = str(scope.get("batch_id")) if isinstance(scope, dict) else ""
+    before = len(report.problems)
+    singles, repeated = _parse(checker, batch_id)
+    for kind in SINGLE:
+        if kind not in singles:
+            checker.problem(None, None, f"the {kind} line is missing")
+    if len(report.problems) > before and any(k not in singles for k in SINGLE):
+        return None
+    try:
+        header = Header.model_validate(singles["ebr.header"][2])
+        recipe = RecipeContent.model_validate(singles["ebr.recipe"][2])
+        summary = Summary.model_validate(singles["ebr.summary"][2])
+        meta = singles["ebr.meta"][2]
+        refs = [EventRef(terminal_id=str(t), seq=int(s)) for t, s in singles["ebr.audit_trail"][2]]
+    except (ValidationError, TypeError, ValueError, KeyError) as exc:
+        checker.problem(
+            None, None, f"a header, recipe, summary or audit trail line is malformed ({exc})"
+        )
+        return None
+    index, line, _ = singles["ebr.header"]
+    started = checker.event(header.started_event)
+    started_details = checker.details(started) if started is not None else {}
+    if (
+        header.batch_id != batch_id
+        or started is None
+        or started.get("action") != "batch.started"
+        or started.get("entity_id") != batch_id
+        or started.get("ts") != header.started_at
+        or started_details.get("recipe_sha256") != header.recipe_sha256
+    ):
+        checker.problem(index, line, "differs from the audit event that started the batch")
+    index, line, _ = singles["ebr.recipe"]
+    digest = hashlib.sha256(recipe.canonical_json.encode("utf-8")).hexdigest()
+    if digest != recipe.sha256 or recipe.sha256 != header.recipe_sha256:
+        checker.problem(
+            index, line, "the recipe content does not hash to the batch's pinned recipe"
+        )
+    values = {v.value_id: v for _i, _l, v in repeated["ebr.value"]}
+    _check_values(checker, repeated["ebr.value"], batch_id, values)
+    for value in values.values():
+        if value.replaces_id is not None and value.replaces_id not in values:
+            checker.problem(None, None, f"value {value.value_id} corrects a value not in the copy")
+    _check_deviations(checker, repeated["ebr.deviation"], batch_id)
+    _check_signatures(checker, repeated["ebr.signature"])
+    deviation_ids = {d.deviation_id for _i, _l, d in repeated["ebr.deviation"]}
+    alarm_ids = {str(a.alarm_id) for _i, _l, a in repeated["ebr.alarm"]}
+    listed = {(r.terminal_id, r.seq) for r in refs}
+    index, line, _ = singles["ebr.audit_trail"]
+    missing_refs = [f"{t}:{s}" for t, s in sorted(listed) if (t, s) not in checker.events]
+    if missing_refs:
+        checker.problem(
+            index, line, f"lists events the bundle lacks: {', '.join(missing_refs[:5])}"
+        )
+    unlisted = [
+        f"{key[0]}:{key[1]}"
+        for key, event in checker.events.items()
+        if _concerns(event, batch_id, deviation_ids, alarm_ids) and key not in listed
+    ]
+    if unlisted:
+        checker.problem(
+            index, line, f"leaves out events about the batch: {', '.join(unlisted[:5])}"
+        )
+    if len(report.problems) > before:
+        return None
+    events = []
+    for ref in refs:
+        event = checker.events[(ref.terminal_id, ref.seq)]
+        events.append(AuditEvent.model_validate({k: event.get(k) for k in AuditEvent.model_fields}))
+    return EbrRecord(
+        header=header,
+        recipe=recipe,
+        steps=tuple(s for _i, _l, s in repeated["ebr.step"]),
+        values=tuple(values.values()),
+        changes=derive_changes(values),
+        deviations=tuple(d for _i, _l, d in repeated["ebr.deviation"]),
+        signatures=tuple(s for _i, _l, s in repeated["ebr.signature"]),
+        alarms=tuple(a for _i, _l, a in repeated["ebr.alarm"]),
+        plc_commands=tuple(c for _i, _l, c in repeated["ebr.plc_command"]),
+        events=tuple(events),
+        summary=summary,
+        assembled_at=str(meta.get("assembled_at")) if isinstance(meta, dict) else "",
+        assembled_by=str(meta.get("assembled_by")) if isinstance(meta, dict) else "",
+    )
+
+
+def check_batch_records(
+    contents: BundleContents,
+    report: VerifyReport,
+    *,
+    trust: dict[str, PublicKey] | None = None,
+) -> EbrRecord | None:
+    """The batch-record checks on an already read bundle (the hook ``hmi audit verify
+    --bundle`` calls): adds problems to ``report``; returns the record when it is whole."""
+    if not is_batch_bundle(contents):
+        return None
+    return _verify_record(contents, trust if trust is not None else contents.keys, report)
+
+
+def read_batch_bundle(
+    path: Path, *, trust: dict[str, PublicKey] | None = None, workers: int | None = None
+) -> BatchBundle:
+    """Verify a batch bundle offline: the audit bundle's checks, then the record's."""
+    report, contents = read_bundle(path, trust=trust, workers=workers)
+    if not is_batch_bundle(contents):
+        report.add(Kind.BUNDLE, None, None, f"{path} is an audit bundle but not a batch record")
+        return BatchBundle(report, contents, None)
+    record = check_batch_records(contents, report, trust=trust)
+    return BatchBundle(report, contents, record)
+
+
+def problems_text(report: VerifyReport) -> Iterable[str]:
+    for problem in report.problems:
+        where = f"{problem.terminal}:{problem.seq} " if problem.seq is not None else ""
+        yield f"{problem.kind}: {where}{problem.message}"
+
+
+__all__: Sequence[str] = (
+    "PROFILE",
+    "BatchBundle",
+    "check_batch_records",
+    "is_batch_bundle",
+    "read_batch_bundle",
+    "record_lines",
+    "write_batch_bundle",
+)

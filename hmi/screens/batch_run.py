@@ -1,0 +1,428 @@
+"""Batch execution: the step list, the current step's instructions and inputs (validated as
+you type), live values and timers, and the operator's actions on function keys."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Label, Static
+
+from hmi.auth.roles import Meaning
+from hmi.batch.model import BatchInfo, BatchStatus, CurrentStep, StepRecord
+from hmi.recipe.model import ChargeStep, CheckStep, DischargeStep, SampleStep, SignatureStep
+from hmi.screens.base import HmiScreen
+from hmi.screens.errors import describe_error
+from hmi.screens.messages import DeviationsRequested
+from hmi.screens.modals.cosign import CosignDialog
+from hmi.screens.modals.esignature import ESignatureDialog
+from hmi.screens.modals.form import Field, FormDialog
+from hmi.widgets.step_list import StepLine, StepList
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        return Decimal(text.strip().replace(",", "."))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def charge_range(step: ChargeStep) -> tuple[Decimal, Decimal]:
+    """The accepted quantity (display only: the engine decides)."""
+    target = Decimal(step.target)
+    if step.tolerance_abs is not None:
+        band = Decimal(step.tolerance_abs)
+    else:
+        band = target * Decimal(step.tolerance_pct or 0) / 100
+    return target - band, target + band
+
+
+class BatchRunScreen(HmiScreen):
+    """The batch in progress on this terminal (or the last one)."""
+
+    REQUIRES = "batch.view"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "start_step", "Start step", id="start-step"),
+        Binding("f3", "complete_step", "Complete", id="complete-step"),
+        Binding("f5", "hold", "Hold", id="hold"),
+        Binding("f6", "resume", "Resume", id="resume"),
+        Binding("f7", "abort", "Abort", id="abort"),
+        Binding("f8", "override", "Override", id="override"),
+        Binding("f9", "deviations", "Deviations", id="deviations"),
+    ]
+    ACTION_PERMISSIONS: ClassVar[dict[str, str]] = {
+        "start_step": "batch.step.complete",
+        "complete_step": "batch.step.complete",
+        "hold": "batch.hold",
+        "resume": "batch.resume",
+        "abort": "batch.abort",
+        "override": "override.request",
+        "deviations": "deviation.reason",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.info: BatchInfo | None = None
+        self.current: CurrentStep | None = None
+        self.steps: list[StepRecord] = []
+        self.busy = False
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="batch-body"):
+            yield StepList("", id="steps")
+            with Vertical(id="step-panel"):
+                yield Static("", id="batch-title", classes="form-title")
+                with VerticalScroll(id="step-detail"):
+                    yield Static("", id="step-text")
+                    yield Vertical(id="step-inputs")
+                yield Static("", id="live", classes="live")
+                yield Static("", id="batch-message", classes="message")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        needed = self.ACTION_PERMISSIONS.get(action)
+        if needed is None:
+            return True
+        if not self.ctx.may(needed):
+            return False
+        if self.info is None or not self.info.active:
+            return None
+        return True
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        batches = self.ctx.batches
+        if batches is None:
+            self.query_one("#batch-title", Static).update("Batch execution is not available.")
+            return
+
+        def load() -> tuple[BatchInfo | None, CurrentStep | None, list[StepRecord]]:
+            info = batches.active_batch()
+            if info is None:
+                listed = batches.list_batches()
+                info = listed[0] if listed else None
+            if info is None:
+                return None, None, []
+            record = batches.record(info.batch_id)
+            current = batches.current_step(info.batch_id) if info.active else None
+            return info, current, list(record.steps)
+
+        self.run_blocking(load, self._show)
+
+    def _show(self, loaded: tuple[BatchInfo | None, CurrentStep | None, list[StepRecord]]) -> None:
+        info, current, steps = loaded
+        changed = (
+            current is None
+            or self.current is None
+            or ((current.step_id, current.status) != (self.current.step_id, self.current.status))
+        )
+        self.info, self.current, self.steps = info, current, steps
+        title = self.query_one("#batch-title", Static)
+        if info is None:
+            title.update("No batch yet. Start one from Recipes (F1, 2).")
+            self.query_one(StepList).show([])
+            self.refresh_bindings()
+            return
+        title.update(
+            f"Batch {info.batch_id} - {info.recipe_name} (v{info.recipe_version}) - "
+            f"{info.status.label.upper()}"
+            + (
+                f" ({info.hold_reason})"
+                if info.status is BatchStatus.HELD and info.hold_reason
+                else ""
+            )
+        )
+        self._show_steps()
+        if changed:
+            self._show_current()
+        self.on_plc_values()
+        self.refresh_bindings()
+
+    def _show_steps(self) -> None:
+        info = self.info
+        if info is None or self.ctx.batches is None:
+            return
+        recipe = self.ctx.batches.recipe_of(info)
+        done = {s.index: s.status.value for s in self.steps}
+        lines = []
+        for index, step in enumerate(recipe.steps):
+            status = done.get(index, "pending")
+            if self.current is not None and index == self.current.index and status == "pending":
+                status = "current"
+            lines.append(StepLine(index + 1, step.title, status))
+        self.query_one(StepList).show(lines)
+
+    def _show_current(self) -> None:
+        inputs = self.query_one("#step-inputs", Vertical)
+        inputs.remove_children()
+        text = self.query_one("#step-text", Static)
+        current = self.current
+        if current is None:
+            text.update("All steps are done." if self.info else "")
+            return
+        step = current.step
+        lines = [f"Step {current.index + 1}: {step.title}  [{current.status.value}]"]
+        if step.instructions:
+            lines.append(step.instructions.strip())
+        if isinstance(step, CheckStep):
+            lines.append(f"Check: {step.text}")
+        rows: list[tuple[str, str, str]] = []
+        if isinstance(step, ChargeStep):
+            low, high = charge_range(step)
+            lines.append(
+                f"Charge {step.material}: {step.target} {step.unit} (accepted {low}..{high})"
+                + (
+                    " - weighed on the load cell: F2 to start (tare), then charge"
+                    if step.weighing == "load_cell"
+                    else ""
+                )
+            )
+            if step.lot_required:
+                rows.append(("lot", "Lot number", ""))
+            if step.weighing == "manual":
+                rows.append(("quantity", f"Quantity ({step.unit})", ""))
+        elif isinstance(step, SampleStep):
+            lines.append(f"{step.result}: accepted {step.low}..{step.high} {step.unit}")
+            rows += [(f"sample-{sid}", f"{sid} ({step.unit})", "") for sid in step.sample_ids]
+        elif isinstance(step, DischargeStep):
+            lines.append(f"Discharge to {step.destination}")
+            if step.container_id_required:
+                rows.append(("container_id", "Container ID", ""))
+        elif isinstance(step, SignatureStep):
+            lines.append(f"Sign '{step.meaning}' as {step.role} (F3).")
+        if current.blocking:
+            lines.append("Waiting for: " + "; ".join(current.blocking))
+        text.update("\n".join(lines))
+        for name, label, value in rows:
+            inputs.mount(
+                Horizontal(
+                    Label(label, classes="field-label"),
+                    Input(compact=True, value=value, id=f"in-{name}"),
+                    Static("", id=f"hint-{name}", classes="hint"),
+                    classes="field-row",
+                )
+            )
+
+    def on_plc_values(self) -> None:
+        values = self.ctx.values
+
+        def show(tag: str, digits: int = 1) -> str:
+            update = values.get(tag)
+            if update is None or not update.good or not isinstance(update.value, float | int):
+                return "--"
+            return f"{float(update.value):.{digits}f} {update.unit}".strip()
+
+        state = values.get("state")
+        line = (
+            f"PLC {state.value if state and state.good else '--'}  "
+            f"Weight {show('weight', 2)}  Speed {show('speed')}  "
+            f"Time {show('elapsed_time', 0)} / {show('blend_time_setpoint', 0)}  "
+            f"Rev {show('revolutions', 0)}"
+        )
+        self.query_one("#live", Static).update(line, layout=False)
+
+    # -- validation as you type -------------------------------------------------------------
+
+    @on(Input.Changed)
+    def _validate(self, event: Input.Changed) -> None:
+        current = self.current
+        if current is None or event.input.id is None:
+            return
+        name = event.input.id.removeprefix("in-")
+        hint = self.query(f"#hint-{name}")
+        if not hint:
+            return
+        step = current.step
+        message = ""
+        value = event.value.strip()
+        if value and (name == "quantity" or name.startswith("sample-")):
+            number = _number(value)
+            if number is None:
+                message = "not a number"
+            else:
+                if isinstance(step, ChargeStep):
+                    low, high = charge_range(step)
+                elif isinstance(step, SampleStep):
+                    low, high = Decimal(step.low), Decimal(step.high)
+                else:
+                    return
+                message = "in limits" if low <= number <= high else "OUT OF LIMITS: reason needed"
+        hint.first(Static).update(message)
+        hint.first(Static).set_class(message not in ("", "in limits"), "error")
+
+    def _data(self) -> dict[str, Any] | None:
+        current = self.current
+        if current is None:
+            return None
+        step = current.step
+        data: dict[str, Any] = {}
+
+        def value(name: str) -> str:
+            found = self.query(f"#in-{name}")
+            return found.first(Input).value.strip() if found else ""
+
+        if isinstance(step, CheckStep):
+            data["confirmed"] = True
+        elif isinstance(step, ChargeStep):
+            if step.lot_required:
+                data["lot"] = value("lot")
+            if step.weighing == "manual":
+                data["quantity"] = value("quantity")
+        elif isinstance(step, SampleStep):
+            data["results"] = {sid: value(f"sample-{sid}") for sid in step.sample_ids}
+        elif isinstance(step, DischargeStep) and step.container_id_required:
+            data["container_id"] = value("container_id")
+        missing = [k for k, v in data.items() if v == ""] + [
+            k for k, v in data.get("results", {}).items() if v == ""
+        ]
+        if missing:
+            self.say(f"Fill in: {', '.join(missing)}.", error=True)
+            return None
+        return data
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        message = self.query_one("#batch-message", Static)
+        message.set_class(error, "error")
+        message.update(text)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action_start_step(self) -> None:
+        self._start_step()
+
+    @work(group="batch", exclusive=True, exit_on_error=False)
+    async def _start_step(self) -> None:
+        session, batches, current = self.ctx.session, self.ctx.batches, self.current
+        if session is None or batches is None or current is None or self.info is None:
+            return
+        try:
+            await batches.start_step(session, self.info.batch_id, current.step_id)
+            self.say(f"Step '{current.step.title}' started.")
+        except Exception as exc:
+            self.say(describe_error(exc), error=True)
+        self.reload()
+
+    def action_complete_step(self) -> None:
+        self._complete_step()
+
+    @work(group="batch", exclusive=True, exit_on_error=False)
+    async def _complete_step(self) -> None:
+        session, batches, current, info = (
+            self.ctx.session,
+            self.ctx.batches,
+            self.current,
+            self.info,
+        )
+        if session is None or batches is None or current is None or info is None:
+            return
+        data = self._data()
+        if data is None:
+            return
+        step = current.step
+        signatures = []
+        try:
+            ref = batches.step_record(info.batch_id, step.id, data)
+            if isinstance(step, SignatureStep):
+                mine = await self.app.push_screen_wait(
+                    ESignatureDialog(self.ctx, ref, Meaning(step.meaning), f"Step '{step.title}'")
+                )
+                if mine is None:
+                    self.say("Not signed; the step is not completed.")
+                    return
+                signatures.append(mine)
+            elif isinstance(step, CheckStep | ChargeStep) and step.verified_by_role:
+                performed = await self.app.push_screen_wait(
+                    ESignatureDialog(
+                        self.ctx, ref, Meaning.PERFORMED, f"Step '{step.title}': {data}"
+                    )
+                )
+                if performed is None:
+                    self.say("Not signed; the step is not completed.")
+                    return
+                verified = await self.app.push_screen_wait(
+                    CosignDialog(
+                        self.ctx,
+                        performed,
+                        f"Verify step '{step.title}': {data}",
+                        Meaning.VERIFIED,
+                        step.verified_by_role,
+                    )
+                )
+                if verified is None:
+                    self.say("Not verified; the step is not completed.")
+                    return
+                signatures += [performed, verified]
+            await batches.complete_step(
+                session, info.batch_id, step.id, data, signatures=signatures
+            )
+            self.say(f"Step '{step.title}' completed.")
+        except Exception as exc:
+            self.say(describe_error(exc), error=True)
+        self.reload()
+
+    def _ask_reason(self, title: str, then: Any, *, code: bool = True) -> None:
+        fields = [Field("text", "Reason")]
+        if code:
+            fields.insert(0, Field("code", "Reason code", value="PROCESS"))
+        self.app.push_screen(FormDialog(title, fields), then)
+
+    def action_hold(self) -> None:
+        self._ask_reason("Hold the batch", lambda v: v and self._batch_call("hold", v))
+
+    def action_resume(self) -> None:
+        self._ask_reason(
+            "Resume the batch", lambda v: v and self._batch_call("resume", v), code=False
+        )
+
+    def action_abort(self) -> None:
+        self._ask_reason("ABORT the batch", lambda v: v and self._batch_call("abort", v))
+
+    def action_override(self) -> None:
+        current, batches, session, info = (
+            self.current,
+            self.ctx.batches,
+            self.ctx.session,
+            self.info,
+        )
+        if current is None or batches is None or session is None or info is None:
+            return
+
+        def asked(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            self.run_blocking(
+                lambda: batches.request_override(
+                    session, info.batch_id, current.step_id, values["code"], values["text"]
+                ),
+                lambda _d: self.post_message(DeviationsRequested()),
+            )
+
+        self._ask_reason(f"Request override of '{current.step.title}'", asked)
+
+    @work(group="batch", exclusive=True, exit_on_error=False)
+    async def _batch_call(self, what: str, values: dict[str, str]) -> None:
+        session, batches, info = self.ctx.session, self.ctx.batches, self.info
+        if session is None or batches is None or info is None:
+            return
+        try:
+            if what == "hold":
+                await batches.hold(session, info.batch_id, values["code"], values["text"])
+            elif what == "resume":
+                await batches.resume(session, info.batch_id, values["text"])
+            else:
+                await batches.abort(session, info.batch_id, values["code"], values["text"])
+            self.say(f"Batch {info.batch_id}: {what} done.")
+        except Exception as exc:
+            self.say(describe_error(exc), error=True)
+        self.reload()
+        self.post_message(DeviationsRequested())
+
+    def action_deviations(self) -> None:
+        self.post_message(DeviationsRequested())

@@ -1,0 +1,125 @@
+"""Live monitoring of a run (a non-critical excursion) and reconciliation at restart."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from hmi.alarms.service import AlarmService
+from hmi.auth.services import AuthServices
+from hmi.batch.engine import BatchEngine
+from hmi.batch.errors import PlcCommandFailed
+from hmi.batch.model import BatchStatus, DeviationKind, DeviationStatus
+from hmi.plc.errors import PlcNotConnected
+from hmi.recipe.service import RecipeService
+from hmi.site import Site
+from tests.integration.batch.support import (
+    Driver,
+    audit_actions,
+    build_engine,
+    eventually,
+    monitoring,
+    retry,
+    set_model,
+    verify_chain,
+)
+
+BATCH = "B-2026-0500"
+
+
+async def test_non_critical_excursion_is_recorded_with_its_end_and_the_run_goes_on(
+    site: Site, engine: BatchEngine, driver: Driver, gateway: Any, sim: Any
+) -> None:
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="set-blend")
+    seen: list[str] = []
+    engine.on_deviation(lambda info: seen.append(info.deviation_id))
+    with monitoring(engine):
+        await set_model(sim, time_scale=20.0)  # a 45 s blend: time to act during the run
+        try:
+            await engine.start_step(driver.operator(), BATCH, "blend")
+            while str((await gateway.read("state")).value) != "Execute":
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # the monitor has seen the values inside their limits
+            await set_model(sim, temperature=37.0)
+            [excursion] = await eventually(lambda: engine.deviations(BATCH), what="excursion")
+            assert excursion.kind is DeviationKind.EXCURSION and not excursion.critical
+            assert excursion.parameter == "product_temperature" and excursion.unit == "°C"
+            assert excursion.expected == "15..35" and float(excursion.actual or 0) > 35
+            assert engine.get(BATCH).status is BatchStatus.RUNNING  # not critical: no hold
+            await set_model(sim, temperature=25.0)
+            await eventually(
+                lambda: engine.deviation(excursion.deviation_id).ended_at is not None,
+                what="excursion end",
+            )
+        finally:
+            await set_model(sim, time_scale=300.0)
+        assert seen == [excursion.deviation_id]
+        session = driver.operator()
+        engine.give_reason(
+            session, excursion.deviation_id, "PROCESS", "jacket heating left on; switched off"
+        )
+        await retry(lambda: engine.complete_step(session, BATCH, "blend", {}), timeout=30)
+    assert engine.deviation(excursion.deviation_id).status is DeviationStatus.CLOSED
+    assert "deviation.excursion_ended" in [a for a, _e, _r in audit_actions(site, "deviation.")]
+    assert verify_chain(site).ok
+
+
+async def test_restart_finds_a_run_the_plc_no_longer_knows(
+    site: Site,
+    auth: AuthServices,
+    recipes: RecipeService,
+    alarms: AlarmService,
+    engine: BatchEngine,
+    driver: Driver,
+    gateway: Any,
+    sim: Any,
+) -> None:
+    assert await engine.recover() is None  # nothing in progress: nothing to do
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="set-blend")
+    await engine.start_step(driver.operator(), BATCH, "blend")
+    await sim.acall(lambda server: server.reset_simulation())  # the PLC was power-cycled
+    restarted = build_engine(site, auth, recipes, gateway, alarms=alarms)
+    recovered = await restarted.recover()
+    assert recovered is not None and recovered.batch_id == BATCH
+    [mismatch] = restarted.deviations(BATCH)
+    assert mismatch.kind is DeviationKind.PLC_MISMATCH and mismatch.step_id == "blend"
+    assert (mismatch.expected, mismatch.actual) == ("Execute", "Stopped")
+    assert ("batch.recovered", BATCH, None) in audit_actions(site, "batch.recovered")
+    assert verify_chain(site).ok
+
+
+async def test_restart_holds_a_blender_the_hmi_had_held(
+    site: Site,
+    auth: AuthServices,
+    recipes: RecipeService,
+    alarms: AlarmService,
+    engine: BatchEngine,
+    driver: Driver,
+    gateway: Any,
+) -> None:
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="set-blend")
+    await engine.start_step(driver.operator(), BATCH, "blend")
+    real_call = gateway.call
+
+    async def hold_lost(method: str, *args: Any) -> Any:
+        if method == "hold":
+            raise PlcNotConnected("connection dropped while holding")
+        return await real_call(method, *args)
+
+    gateway.call = hold_lost
+    with pytest.raises(PlcCommandFailed):
+        await engine.hold(driver.operator(), BATCH, "OPERATOR", "material spill near the blender")
+    assert engine.get(BATCH).status is BatchStatus.HELD
+    assert str((await gateway.read("state")).value) in ("Starting", "Execute")
+    gateway.call = real_call
+    restarted = build_engine(site, auth, recipes, gateway, alarms=alarms)
+    await restarted.recover()
+    assert str((await gateway.read("state")).value) in ("Holding", "Held")
+    results = [(c.command, c.result) for c in restarted.record(BATCH).plc_commands]
+    assert results[-2:] == [("hold", "failed"), ("hold", "ok")]
+    assert verify_chain(site).ok
