@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -293,6 +293,8 @@ class Site:
     signer: Signer
     audit: AuditLog
     clock: Clock
+    _closed: bool = field(default=False, repr=False)
+    _witness_shutdown: bool = field(default=True, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -302,6 +304,12 @@ class Site:
         return hashlib.sha256((self.data_dir / CONFIG_FILE_NAME).read_bytes()).hexdigest()
 
     def close(self) -> None:
+        """Witness the chain head (shutdown checkpoint) and release the database."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._witness_shutdown:
+            self.audit.checkpoint("shutdown")
         self.audit.close()
         self.engine.dispose()
 
@@ -318,8 +326,14 @@ def build_audit(settings: Settings, engine: Engine, signer: Signer, clock: Clock
     )
 
 
-def open_site(data_dir: Path, *, clock: Clock | None = None, upgrade: bool = True) -> Site:
-    """Load and validate config, load the key, open the database (applying pending upgrades)."""
+def open_site(
+    data_dir: Path, *, clock: Clock | None = None, upgrade: bool = True, witness: bool = True
+) -> Site:
+    """Load and validate config, load the key, open the database (applying pending upgrades),
+    and witness the chain head as it is found (start-up checkpoint).
+
+    ``witness=False`` opens the site to observe only (verification): no checkpoint is written
+    at start-up or shutdown, so a verifier never attests what it has not yet checked."""
     settings = load_settings(data_dir)  # raises ConfigError before anything is touched
     clock = clock or SystemClock()
     signer = load_signer(settings.signing_key_path)
@@ -337,6 +351,10 @@ def open_site(data_dir: Path, *, clock: Clock | None = None, upgrade: bool = Tru
                     "names": [m.name for m in applied],
                 },
             )
+    if witness:
+        audit.checkpoint("startup")
+    else:
+        site._witness_shutdown = False
     return site
 
 

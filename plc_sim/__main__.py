@@ -97,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="add N extra Double variables under Simulation/Bench (benchmarks)",
     )
     parser.add_argument(
-        "--bench-rate", type=float, default=10.0, help="update rate of the bench tags (Hz)"
+        "--bench-rate",
+        type=float,
+        default=10.0,
+        help="average change rate of the bench tags (Hz; random intervals)",
     )
     parser.add_argument(
         "--log-level",

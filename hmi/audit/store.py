@@ -155,6 +155,41 @@ def _id_range(engine: Engine, anchors: dict[str, Checkpoint]) -> tuple[int, int]
     return int(low), int(high)
 
 
+def _recheck_witnessed_positions(
+    engine: Engine,
+    report: VerifyReport,
+    checkpoints: Sequence[Checkpoint],
+    anchors: dict[str, Checkpoint],
+) -> None:
+    """Incremental runs still compare every witnessed position before the anchor (index
+    look-ups only), so rewriting verified history is caught without re-reading it all."""
+    earlier = [
+        cp for cp in checkpoints if cp.terminal in anchors and cp.seq < anchors[cp.terminal].seq
+    ]
+    if not earlier:
+        return
+    with read_only(engine) as conn:
+        for point in earlier:
+            found = (
+                conn.execute(
+                    select(audit_event.c.row_hash).where(
+                        audit_event.c.terminal_id == point.terminal, audit_event.c.seq == point.seq
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if found != [point.row_hash]:
+                report.add(
+                    Kind.FORKED if found else Kind.TRUNCATED,
+                    point.terminal,
+                    point.seq,
+                    f"row differs from the one witnessed at {point.ts} (history rewritten)"
+                    if found
+                    else f"the row witnessed at {point.ts} is missing",
+                )
+
+
 def verify_database(
     engine: Engine,
     *,
@@ -194,6 +229,8 @@ def verify_database(
             rows, trusted=trusted, checkpoints=checkpoints, anchors=anchors, workers=workers,
             report=report,
         )  # fmt: skip
+    if anchors and checkpoints:
+        _recheck_witnessed_positions(engine, report, checkpoints, anchors)
     if report.ok and state is not None:
         new_anchors = dict(anchors)
         for point in checkpoints:

@@ -153,7 +153,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from hmi.audit.store import VerifyState, verify_database
     from hmi.site import open_site
 
-    site = open_site(data_dir(args), upgrade=False)
+    site = open_site(data_dir(args), upgrade=False, witness=False)
     settings = site.settings
     trusted = trusted_keys([settings.public_key_path])
     trusted_dir = settings.data_dir / "keys" / "trusted"

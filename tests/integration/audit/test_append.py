@@ -216,3 +216,21 @@ def test_unwritable_witness_does_not_lose_the_event(site: Site, tmp_path: object
             ).scalar()
             == 1
         )
+
+
+def test_start_up_and_shutdown_are_witnessed(site: Site) -> None:
+    from hmi.audit.checkpoint import WitnessFile
+    from hmi.site import open_site
+
+    witness = WitnessFile(site.settings.witness_path)
+    add_events(site, 3)
+    before = len(witness.read()[0])
+    site.close()
+    site.close()  # closing twice witnesses once
+    points = witness.read()[0]
+    assert [p.reason for p in points[before:]] == ["shutdown"]
+    reopened = open_site(site.data_dir, clock=site.clock)
+    latest = witness.read()[0][-1]
+    assert latest.reason == "startup"
+    assert latest.seq == verify(reopened).chains["KIOSK-01"].last_seq
+    reopened.close()

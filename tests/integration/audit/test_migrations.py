@@ -27,7 +27,11 @@ def test_old_database_is_upgraded_and_stays_verifiable(
     clock.advance(60)
     upgraded = open_site(tmp_path / "site", clock=clock)
     with upgraded.engine.connect() as conn:
-        versions = conn.execute(text("SELECT version FROM schema_migration ORDER BY version")).scalars().all()
+        versions = (
+            conn.execute(text("SELECT version FROM schema_migration ORDER BY version"))
+            .scalars()
+            .all()
+        )
         event = conn.execute(
             text("SELECT details FROM audit_event WHERE action = 'db.migrated'")
         ).scalar_one_or_none()
