@@ -6,8 +6,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 
-LONG_LIVED = ("plc", "monitor")
-"""Workers that run for the App's lifetime (never waited for)."""
+LONG_LIVED = ("plc", "monitor", "batch", "deviations", "qa")
+"""Workers that run for the App's lifetime or wait on dialogs (never waited for here)."""
 
 
 async def settle(pilot: Pilot[None]) -> None:
@@ -36,3 +36,18 @@ async def login(pilot: Pilot[None], user_id: str, password: str, totp: str = "")
 
 def text_of(pilot: Pilot[None], selector: str) -> str:
     return str(pilot.app.screen.query_one(selector, Static).render())
+
+
+async def idle_group(pilot: Pilot[None], group: str, timeout: float = 30.0) -> None:
+    """Wait until no worker of ``group`` runs (a batch action finished or opened a dialog)."""
+    import asyncio
+
+    from textual.screen import ModalScreen
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while any(w.group == group and w.is_running for w in pilot.app.workers):
+        if isinstance(pilot.app.screen, ModalScreen) or loop.time() > deadline:
+            return
+        await pilot.pause(0.05)
+    await settle(pilot)

@@ -20,7 +20,7 @@ from hmi.screens.modals.form import FormDialog
 from hmi.screens.qa_review import QaReviewScreen
 from plc_sim.server import SimulatorThread
 from tests.ui.conftest import Kiosk, PlcClient
-from tests.ui.helpers import login, settle, text_of
+from tests.ui.helpers import idle_group, login, settle, text_of
 
 BATCH = "B-UI-0001"
 
@@ -85,7 +85,8 @@ async def complete(pilot: Pilot[None], app: HmiApp, step_id: str, timeout: float
     assert isinstance(screen, BatchRunScreen)
     while True:
         await pilot.press("f3")
-        await settle(pilot)
+        await pilot.pause()
+        await idle_group(pilot, "batch")
         screen.reload()
         await settle(pilot)
         if screen.current is None or screen.current.step_id != step_id:
@@ -144,7 +145,8 @@ async def test_batch_with_deviation_to_qa_release(
         )
         # 2. charge on the load cell: start (tare), the operator charges, then completes
         await pilot.press("f2")
-        await settle(pilot)
+        await pilot.pause()
+        await idle_group(pilot, "batch")
         await gateway.call("open_lid")
         await gateway.call("charge", 180.0)
         await fill(pilot, {"lot": "IG-2026-0042"})
@@ -155,7 +157,11 @@ async def test_batch_with_deviation_to_qa_release(
         await pilot.press("f3")
         await sign(pilot, kiosk, "operator")
         assert await cosign(pilot, kiosk, "supervisor") == ""
-        await wait_until(pilot, lambda: isinstance(app.screen, DeviationDialog), "deviation")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, DeviationDialog),
+            f"deviation ({text_of(pilot, '#batch-message')}; {batches.deviations(BATCH)})",
+        )
         assert "expected" in text_of(pilot, "#deviation-what")
         await pilot.press("f2")  # no reason yet: refused with a sentence
         await pilot.pause()
@@ -175,7 +181,8 @@ async def test_batch_with_deviation_to_qa_release(
         for step_id in ("close-lid", "lid-interlock", "set-blend"):
             await complete(pilot, app, step_id)
         await pilot.press("f2")  # start the blend
-        await settle(pilot)
+        await pilot.pause()
+        await idle_group(pilot, "batch")
         await complete(pilot, app, "blend", timeout=30)
         await complete(pilot, app, "stopped")
         await fill(pilot, {"sample-TOP": "99.4", "sample-MIDDLE": "100.3", "sample-BOTTOM": "98.8"})

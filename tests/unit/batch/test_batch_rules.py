@@ -16,6 +16,7 @@ from hmi.batch.errors import BatchNumberInvalid, BatchNumberTaken, BatchStateErr
 from hmi.batch.model import BatchStatus
 from hmi.batch.settings import BatchSettings
 from hmi.batch.training import is_trained
+from hmi.cli import main
 from hmi.clock import ManualClock
 from hmi.recipe.errors import RecipeNotFound
 from hmi.recipe.service import RecipeService
@@ -159,3 +160,21 @@ def test_schema_guards_keep_records_original(
                 " 'x', '3', 'entered', 'op1', '2026-03-02T08:00:00.000000Z', 1)"
             )
         )
+
+
+def test_batch_list_command(
+    site: Site, engine: BatchEngine, people: People, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["batch", "list", "--data", str(site.data_dir)]) == 0
+    assert capsys.readouterr().out.strip() == "no batches"
+    supervisor = people.login("sup1")
+    record_training(site, supervisor, "op1", RECIPE_ID)
+    engine.start_batch(people.login("op1"), RECIPE_ID, RECIPE_VERSION, "B-3001")
+    assert main(["batch", "list", "--status", "running", "--data", str(site.data_dir)]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("B-3001") and "PARA500-FB v3" in line and "step 1/12" in line
+    assert main(["batch", "list", "--status", "released", "--data", str(site.data_dir)]) == 0
+    assert capsys.readouterr().out.strip() == "no batches in status released"
+    assert main(["batch", "show", "B-3001", "--data", str(site.data_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert " 1. Line clearance [pending]" in shown and "Deviations (0)" in shown
