@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hmi.batch.settings import BatchSettings
 from hmi.plc.settings import PlcSettings
 
 CONFIG_FILE_NAME = "hmi.toml"
@@ -119,6 +120,7 @@ class Settings(_Section):
     session: SessionSettings = SessionSettings()
     password: PasswordSettings = PasswordSettings()
     plc: PlcSettings = PlcSettings()
+    batch: BatchSettings = BatchSettings()
     mode: Literal["production", "demo"] = "production"
     data_dir: Path = Path(".")
 

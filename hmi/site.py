@@ -73,6 +73,15 @@ argon2_time_cost = 3              # argon2id; at or above the OWASP floor (t=2, 
 argon2_memory_kib = 65536         # ~180 ms per hash at t=3, p=1 on a 2-core kiosk
 argon2_parallelism = 1
 
+[batch]
+batch_number_pattern = "^[A-Z0-9][A-Z0-9-]{{2,31}}$"   # a whole batch (lot) number must match
+min_reason_length = 10            # a deviation's free-text reason, at least this long
+max_reason_length = 1000
+shelve_max_minutes = 480          # an alarm is never shelved for longer (ISA-18.2)
+plc_command_timeout_s = 30        # how long to wait for the PLC to confirm a command
+# [batch.reason_codes]            # the site's controlled list of deviation reason codes
+# EQUIPMENT = "Equipment malfunction or alarm"
+
 [plc]
 # The PLC's OPC UA server. The defaults talk to the bundled simulator (plc-sim); see
 # docs/plc-interface.md for the interface a real PLC must expose, or change the tag map below.

@@ -14,6 +14,7 @@ from hmi.auth.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
 from hmi.auth.sessions import SessionService
 from hmi.auth.signatures import SignatureService
 from hmi.auth.totp import TotpCipher, load_site_key
+from hmi.auth.training import TrainingService
 from hmi.auth.users import UserService
 from hmi.clock import Clock
 from hmi.config import Settings
@@ -31,6 +32,7 @@ class AuthServices:
     store: UserStore
     hasher: PasswordHasher
     policy: PasswordPolicy
+    training: TrainingService
 
 
 def build_auth_services(
@@ -100,4 +102,7 @@ def build_auth_services(
         store=store,
         hasher=hasher,
         policy=policy,
+        training=TrainingService(
+            engine=engine, audit=audit, clock=clock, sessions=sessions, store=store
+        ),
     )

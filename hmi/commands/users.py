@@ -153,6 +153,19 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     roles.add_argument("--role", action="append", required=True, dest="roles", metavar="ROLE")
     reason(roles)
 
+    train = action(
+        "train",
+        "record that a person is trained on a recipe (as a supervisor or QA; 21 CFR 11.10(i))",
+        run_train,
+    )
+    train.add_argument("user_id", metavar="USER_ID")
+    train.add_argument("recipe_id", metavar="RECIPE")
+    train.add_argument("--version", type=int, default=None, help="one version only (default: all)")
+    train.add_argument(
+        "--evidence", help="the training: course, document, date (asked when missing)"
+    )
+    train.add_argument("--withdraw", action="store_true", help="withdraw the training instead")
+
     review = action("review", "print the access review (21 CFR 11.300(b))", run_review)
     review.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -488,4 +501,28 @@ def run_review(args: argparse.Namespace) -> int:
                 str(r.failed_count),
             )
         Console(highlight=False, width=160).print(table)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    site, auth = open_auth(args)
+    try:
+        with translate_errors():
+            session = login_interactively(auth, what="Supervisor or QA")
+        try:
+            evidence = args.evidence or ask("Training evidence (course, document, date): ")
+            with translate_errors():
+                record = auth.training.record(
+                    session, args.user_id, args.recipe_id, evidence=evidence,
+                    version=args.version, withdraw=args.withdraw,
+                )  # fmt: skip
+        finally:
+            auth.sessions.logout(session)
+    finally:
+        site.close()
+    scope = "all versions" if record.recipe_version is None else f"version {record.recipe_version}"
+    print(
+        f"{record.user_id}: {record.status} on {record.recipe_id} ({scope}),"
+        f" recorded by {record.trained_by}"
+    )
     return 0

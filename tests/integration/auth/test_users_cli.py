@@ -501,3 +501,45 @@ def test_credentials_are_never_arguments_and_failures_are_clear(
         assert actions.count("auth.login.failed") == 1 and actions.count("user.change.refused") == 2
     finally:
         site.close()
+
+
+def test_train_records_training_as_supervisor(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    from hmi.auth.users import IdentityVerification
+
+    site = open_site(cli.data, clock=cli.clock)
+    auth = build_auth_services(
+        site.settings, site.engine, site.audit, cli.clock, argon2=Argon2Parameters(1, 8, 1)
+    )
+    cli.clock.advance(30)
+    admin = auth.sessions.login("ada", ADMIN_PASSWORD, code_at(cli.admin_secret, cli.clock.now()))
+    for user_id, name, role in (
+        ("otto", "Otto Operator", "operator"),
+        ("sam", "Sam Supervisor", "supervisor"),
+    ):
+        auth.users.create_user(
+            admin, user_id=user_id, full_name=name, roles=[role],
+            password="copper walrus lantern nineteen", identity=IdentityVerification("HR", "badge"),
+            reason="joins the line", temporary=False,
+        )  # fmt: skip
+    pending = auth.users.begin_totp_enrolment(admin, "sam", reason="new phone")
+    auth.users.confirm_totp_enrolment(admin, pending.enrolment_id, cli.code(pending.secret))
+    auth.sessions.logout(admin)
+    site.close()
+
+    cli.terminal.expect(
+        ("Supervisor or QA user ID", "sam"),
+        ("Password", "copper walrus lantern nineteen"),
+        ("Authenticator code", lambda: cli.code(pending.secret)),
+        ("Training evidence", "SOP-BL-012 classroom, 2026-02-20"),
+    )
+    assert cli.run("users", "train", "otto", "PARA500-FB") == 0
+    assert "otto: trained on PARA500-FB (all versions), recorded by sam" in capsys.readouterr().out
+
+    site = open_site(cli.data, clock=cli.clock)
+    try:
+        auth = build_auth_services(site.settings, site.engine, site.audit, cli.clock)
+        assert auth.training.is_trained("otto", "PARA500-FB", 3)
+        recorded = [e for e in _all_events(site) if e["action"] == "training.recorded"]
+        assert len(recorded) == 1 and recorded[0]["actor_id"] == "sam"
+    finally:
+        site.close()
