@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import func, select
 
+from hmi.audit.bundle import read_bundle
 from hmi.audit.chain import Actor
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.store import trusted_keys, verify_database
 from hmi.audit.tables import audit_event
-from hmi.auth.roles import Meaning
 from hmi.batch.engine import BatchEngine
 from hmi.batch.settings import BatchSettings
 from hmi.clock import ManualClock
@@ -127,8 +128,22 @@ async def build(site: Site, steps: int, events: int) -> BatchEngine:
         step += 1
         if step % 200 == 0:
             clock.advance(60)
-    _ = Meaning  # the signatures come from the engine's own flows
     return engine
+
+
+_CLI = (
+    "import sys; from hmi import cli; cli.COMMAND_MODULES = (*cli.COMMAND_MODULES, 'ebr');"
+    " sys.exit(cli.main(sys.argv[1:]))"
+)
+
+
+def _cli(*argv: str) -> None:
+    """One ``hmi`` command in a fresh process (start-up included), as an operator runs it."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI, *argv], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"hmi {' '.join(argv)} failed: {done.stdout}{done.stderr}")
 
 
 def timed(action: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -170,10 +185,13 @@ def main() -> None:
     trusted = trusted_keys([site.settings.public_key_path])
     witness = WitnessFile(site.settings.witness_path)
     verify_bundle_s, read = timed(lambda: read_batch_bundle(out / "b.jsonl"), args.repeat)
+    reader_s, _ = timed(lambda: read_bundle(out / "b.jsonl"), args.repeat)
     verify_db_s, db_report = timed(
         lambda: verify_database(site.engine, trusted=trusted, witness=witness), args.repeat
     )
     assert read.ok and db_report.ok
+    cli_bundle_s, _ = timed(lambda: _cli("ebr", "verify", str(out / "b.jsonl")), args.repeat)
+    cli_db_s, _ = timed(lambda: _cli("audit", "verify", "--data", str(site.data_dir)), args.repeat)
     result = {
         "steps": args.steps,
         "related_events": len(assembled.record.events),
@@ -187,7 +205,11 @@ def main() -> None:
         "pdf_s": round(pdf_s, 3),
         "verify_bundle_s": round(verify_bundle_s, 3),
         "verify_database_s": round(verify_db_s, 3),
+        "audit_bundle_reader_s": round(reader_s, 3),
         "verify_ratio": round(verify_bundle_s / verify_db_s, 2),
+        "cli_verify_bundle_s": round(cli_bundle_s, 3),
+        "cli_audit_verify_s": round(cli_db_s, 3),
+        "cli_verify_ratio": round(cli_bundle_s / cli_db_s, 2),
         "verify_ratio_per_event": round(
             (verify_bundle_s / read.report.rows_checked) / (verify_db_s / db_report.rows_checked),
             2,
@@ -206,8 +228,12 @@ def main() -> None:
     print(f"  PDF (export+verify+print):   {pdf_s:7.3f} s  ({printed.pages} pages)")
     print(f"  verify bundle:               {verify_bundle_s:7.3f} s")
     print(f"  hmi audit verify (database): {verify_db_s:7.3f} s")
+    print(f"  of which the audit bundle reader (hmi.audit.bundle.read_bundle): {reader_s:.3f} s"
+          f" = {reader_s / verify_db_s:.2f}x")  # fmt: skip
     print(f"  ratio bundle/database:       {result['verify_ratio']:7.2f}  (target <= 1.2)")
     print(f"  ratio per event checked:     {result['verify_ratio_per_event']:7.2f}")
+    print(f"  command line, whole process: hmi ebr verify {cli_bundle_s:.2f} s, hmi audit verify"
+          f" {cli_db_s:.2f} s, ratio {result['cli_verify_ratio']:.2f}")  # fmt: skip
     _ = exported
 
 

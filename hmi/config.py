@@ -10,11 +10,17 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from hmi.batch.settings import BatchSettings
 from hmi.plc.settings import PlcSettings
 
 CONFIG_FILE_NAME = "hmi.toml"
@@ -108,6 +114,65 @@ class PasswordSettings(_Section):
     argon2_time_cost: Annotated[int, Field(ge=2, le=20)] = 3
     argon2_memory_kib: Annotated[int, Field(ge=19_456, le=4_194_304)] = 65_536
     argon2_parallelism: Annotated[int, Field(ge=1, le=16)] = 1
+
+
+DEFAULT_REASON_CODES: dict[str, str] = {
+    "EQUIPMENT": "Equipment malfunction or alarm",
+    "MATERIAL": "Material out of specification or short",
+    "OPERATOR": "Operator error",
+    "PROCESS": "Process variation within validated knowledge",
+    "UTILITIES": "Utilities or communication failure",
+    "PLANNED": "Planned change (approved beforehand)",
+    "OTHER": "Other (explain in the text)",
+}
+
+DEFAULT_BATCH_NUMBER_PATTERN = r"^[A-Z0-9][A-Z0-9-]{2,31}$"
+
+
+class BatchSettings(BaseModel):
+    """How batches are numbered and how deviations are explained at this site."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_number_pattern: str = DEFAULT_BATCH_NUMBER_PATTERN
+    reason_codes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REASON_CODES))
+    min_reason_length: Annotated[int, Field(ge=3, le=200)] = 10
+    max_reason_length: Annotated[int, Field(ge=50, le=4000)] = 1000
+    shelve_max_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 480.0
+    """Longest time an alarm may be shelved (ISA-18.2: shelving is always bounded)."""
+    plc_command_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    """How long the engine waits for the PLC to reach the state a command asks for."""
+
+    @field_validator("batch_number_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("reason_codes")
+    @classmethod
+    def _codes(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("at least one reason code is needed")
+        bad = [code for code in value if not re.match(r"^[A-Z][A-Z0-9_]{1,31}$", code)]
+        if bad:
+            raise ValueError(f"reason codes are 2-32 upper-case letters, digits or '_': {bad}")
+        empty = [code for code, label in value.items() if not label.strip()]
+        if empty:
+            raise ValueError(f"reason codes need a label: {empty}")
+        return value
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Self:
+        if self.min_reason_length > self.max_reason_length:
+            raise ValueError("min_reason_length must not exceed max_reason_length")
+        return self
+
+    def batch_number_ok(self, number: str) -> bool:
+        return re.fullmatch(self.batch_number_pattern, number) is not None
 
 
 class Settings(_Section):

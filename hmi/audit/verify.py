@@ -205,7 +205,7 @@ def _check_rows_parallel(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-_CHUNK = 2500
+_CHUNK = 1000
 
 
 def default_workers() -> int:

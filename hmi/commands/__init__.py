@@ -8,7 +8,7 @@ from types import ModuleType
 from hmi.commands.errors import CommandError
 
 #: Modules that contribute sub-commands, in the order ``hmi --help`` lists them.
-COMMAND_MODULES = ("demo", "run", "init", "users", "recipes", "batch", "audit")
+COMMAND_MODULES = ("demo", "run", "init", "users", "recipes", "batch", "ebr", "audit")
 
 
 def load_command_module(name: str) -> ModuleType:

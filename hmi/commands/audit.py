@@ -139,6 +139,9 @@ def run_verify(args: argparse.Namespace) -> int:
         from hmi.audit.bundle import read_bundle
 
         report, contents = read_bundle(args.bundle, trust=extra or None, workers=args.workers)
+        from hmi.ebr.bundle import check_batch_records
+
+        check_batch_records(contents, report, trust=extra or None, path=args.bundle)
         if not args.trust_key and not args.json:
             ids = ", ".join(sorted(contents.keys)) or "none"
             print(

@@ -26,6 +26,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     show.add_argument("batch_id", metavar="BATCH")
     show.set_defaults(handler=run_show)
 
+    from hmi.commands.ebr import add_batch_actions
+
+    add_batch_actions(batch_sub, parent)
+
 
 def _engine(site: Any) -> Any:
     from hmi.auth.services import build_auth_services

@@ -214,7 +214,7 @@ class _Checker:
 
 
 def _parse(
-    checker: _Checker, batch_id: str
+    checker: _Checker, batch_id: str, raw: Sequence[bytes] | None
 ) -> tuple[dict[str, tuple[int, dict[str, Any], Any]], dict[str, list[tuple[int, Any, Any]]]]:
     singles: dict[str, tuple[int, dict[str, Any], Any]] = {}
     repeated: dict[str, list[tuple[int, Any, Any]]] = {kind: [] for kind in REPEATED}
@@ -241,7 +241,8 @@ def _parse(
                             f" {len(records)} of batch {batch_id}")  # fmt: skip
     for index, line in enumerate(records):
         kind = str(line.get("type"))
-        digest = hashlib.sha256(canonical.canonical_bytes(line)).hexdigest()
+        exact = raw[index] if raw is not None else canonical.canonical_bytes(line)
+        digest = hashlib.sha256(exact).hexdigest()
         if index >= len(hashes) or hashes[index] != digest:
             checker.problem(index, line, "does not match the signed manifest (the line was edited)")
             continue
@@ -386,13 +387,16 @@ def _concerns(event: dict[str, Any], batch_id: str, deviations: set[str], alarms
 
 
 def _verify_record(
-    contents: BundleContents, keys: dict[str, PublicKey], report: VerifyReport
+    contents: BundleContents,
+    keys: dict[str, PublicKey],
+    report: VerifyReport,
+    raw: Sequence[bytes] | None,
 ) -> EbrRecord | None:
     checker = _Checker(contents, keys, report)
     scope = contents.header.get("scope")
     batch_id = str(scope.get("batch_id")) if isinstance(scope, dict) else ""
     before = len(report.problems)
-    singles, repeated = _parse(checker, batch_id)
+    singles, repeated = _parse(checker, batch_id, raw)
     for kind in SINGLE:
         if kind not in singles:
             checker.problem(None, None, f"the {kind} line is missing")
@@ -480,12 +484,27 @@ def check_batch_records(
     report: VerifyReport,
     *,
     trust: dict[str, PublicKey] | None = None,
+    path: Path | None = None,
 ) -> EbrRecord | None:
     """The batch-record checks on an already read bundle (the hook ``hmi audit verify
-    --bundle`` calls): adds problems to ``report``; returns the record when it is whole."""
+    --bundle`` calls): adds problems to ``report``; returns the record when it is whole.
+
+    With ``path`` the record lines are hashed as they are in the file (no re-encoding)."""
     if not is_batch_bundle(contents):
         return None
-    return _verify_record(contents, trust if trust is not None else contents.keys, report)
+    raw: list[bytes] | None = None
+    if path is not None:
+        try:
+            lines = path.read_bytes().split(b"\n")
+        except OSError:
+            lines = []
+        first = _first_record_line(contents) - 1
+        raw = lines[first : first + len(contents.records)]
+        if len(lines) != first + len(contents.records) + 2 or any(
+            not line.startswith(b'{"batch_id":') for line in raw[:1]
+        ):
+            raw = None  # unreadable lines were skipped: fall back to re-encoding
+    return _verify_record(contents, trust if trust is not None else contents.keys, report, raw)
 
 
 def read_batch_bundle(
@@ -496,7 +515,7 @@ def read_batch_bundle(
     if not is_batch_bundle(contents):
         report.add(Kind.BUNDLE, None, None, f"{path} is an audit bundle but not a batch record")
         return BatchBundle(report, contents, None)
-    record = check_batch_records(contents, report, trust=trust)
+    record = check_batch_records(contents, report, trust=trust, path=path)
     return BatchBundle(report, contents, record)
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import OperationalError
 
 from hmi.audit import canonical
 from hmi.audit.chain import Actor, AuditLog
@@ -38,7 +39,7 @@ from hmi.auth.signatures import RecordRef, Signature, SignatureService
 from hmi.batch.engine import BatchEngine
 from hmi.batch.model import BatchInfo, BatchStatus
 from hmi.clock import Clock, to_utc_text
-from hmi.db import read_only
+from hmi.db import DatabaseError, read_only
 from hmi.ebr.assemble import EbrError
 
 RANGE_RECORD = "audit_range"
@@ -389,9 +390,18 @@ class AuditReviews:
                 conn.execute(select(t.terminal_id, func.max(t.seq)).group_by(t.terminal_id)).all()
             )
             covered: dict[str, list[tuple[int, int]]] = {}
-            for terminal, low, high in conn.execute(
-                select(audit_review.c.terminal_id, audit_review.c.from_seq, audit_review.c.to_seq)
-            ):
+            try:
+                reviewed = conn.execute(
+                    select(
+                        audit_review.c.terminal_id, audit_review.c.from_seq, audit_review.c.to_seq
+                    )
+                ).all()
+            except OperationalError as exc:
+                raise DatabaseError(
+                    "this site database has no audit_review table yet (schema version 5):"
+                    " start the HMI once, or open the site with upgrades, to apply it"
+                ) from exc
+            for terminal, low, high in reviewed:
                 covered.setdefault(str(terminal), []).append((int(low), int(high)))
             ranges = []
             for terminal, head in sorted(heads.items()):

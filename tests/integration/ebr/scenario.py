@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hmi.alarms.service import AlarmService
 from hmi.auth.roles import Meaning
 from hmi.batch.engine import BatchEngine
 from tests.integration.batch.support import Driver, monitoring
@@ -12,6 +13,7 @@ from tests.integration.batch.support import Driver, monitoring
 SKIP_REASON = "line cleared under change control CC-12 – Ø-check by Zoë"
 OOT_REASON = "container held 0.80 kg only; QA informed (Łódź warehouse)"
 CORRECTION_REASON = "typo in the lot number: the label reads MG-2026-118"
+ALARM_REASON = "load cell drift alarm; scale re-zeroed, weighings repeated"
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,16 @@ class Made:
 
 
 async def batch_with_deviations(
-    driver: Driver, engine: BatchEngine, batch_id: str, *, release: bool = True
+    driver: Driver,
+    engine: BatchEngine,
+    batch_id: str,
+    *,
+    alarms: AlarmService | None = None,
+    release: bool = True,
 ) -> Made:
-    """Skip (co-signed), an out-of-tolerance charge with its reason, a corrected lot number,
-    the rest of the recipe, then (optionally) QA disposition, review and release."""
+    """Skip (co-signed), an out-of-tolerance charge with its reason, an alarm during a step
+    (acknowledged, with its deviation's reason), a corrected lot number, the rest of the
+    recipe, then (optionally) QA disposition, review and release."""
     driver.start(batch_id)
     session = driver.operator()
     skip = engine.request_skip(session, batch_id, "line-clearance", "PLANNED", SKIP_REASON)
@@ -45,6 +53,13 @@ async def batch_with_deviations(
         )
         [oot] = [d for d in engine.deviations(batch_id) if d.kind.value == "out_of_tolerance"]
         engine.give_reason(session, oot.deviation_id, "MATERIAL", OOT_REASON)
+        if alarms is not None:
+            raised = alarms.raise_alarm("LOADCELL_DRIFT", "load cell drift detected", 500)
+            alarms.acknowledge(session, raised.alarm_id, "seen at the kiosk")
+            alarms.clear_alarm("LOADCELL_DRIFT")
+            for item in engine.deviations(batch_id):
+                if item.kind.value == "alarm" and item.reason_text is None:
+                    engine.give_reason(session, item.deviation_id, "EQUIPMENT", ALARM_REASON)
         lot = next(
             v for v in engine.values(batch_id) if v.step_id == "charge-mgst" and v.name == "lot"
         )

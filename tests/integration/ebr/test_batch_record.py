@@ -14,6 +14,7 @@ import pytest
 from pypdf import PdfReader
 
 from hmi import cli
+from hmi.alarms.service import AlarmService
 from hmi.audit import canonical
 from hmi.audit.bundle import BUNDLE_TAG, read_bundle
 from hmi.audit.chain import Actor
@@ -25,6 +26,7 @@ from hmi.ebr.review import AuditReviews
 from hmi.site import Site
 from tests.integration.batch.support import Driver
 from tests.integration.ebr.scenario import (
+    ALARM_REASON,
     CORRECTION_REASON,
     OOT_REASON,
     SKIP_REASON,
@@ -88,10 +90,10 @@ def _resign(path: Path, site: Site, kind: str, old: str, new: str) -> bytes:
 
 
 async def test_batch_record_pdf_bundle_tamper_and_review(
-    site: Site, engine: BatchEngine, driver: Driver, tmp_path: Path,
+    site: Site, engine: BatchEngine, driver: Driver, alarms: AlarmService, tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    made = await batch_with_deviations(driver, engine, BATCH, release=False)
+    made = await batch_with_deviations(driver, engine, BATCH, alarms=alarms, release=False)
     reviews = _reviews(site, engine)
     pending = {b.batch_id: b for b in reviews.unreviewed().batches}
     assert pending[BATCH].reviewable and pending[BATCH].status == "awaiting_review"
@@ -110,12 +112,15 @@ async def test_batch_record_pdf_bundle_tamper_and_review(
     # The record is whole: every value, deviation, signature and the change.
     stored = engine.record(BATCH)
     assert {v.value_id for v in record.values} == {v.value_id for v in stored.values}
-    assert len(record.deviations) == 2 and len(record.signatures) == len(stored.signatures)
+    assert len(record.deviations) == 3 and len(record.signatures) == len(stored.signatures)
+    [alarm] = record.alarms
+    assert (alarm.code, alarm.acknowledged_by, alarm.step_index) == ("LOADCELL_DRIFT", "op1", 3)
     assert [(c.old, c.new, c.reason) for c in record.changes] == [
         ("MG-2026-117", "MG-2026-118", CORRECTION_REASON)
     ]
     summary = record.summary
-    assert (summary.deviations, summary.overrides, summary.changed_values) == (2, 1, 1)
+    assert (summary.deviations, summary.overrides, summary.changed_values) == (3, 1, 1)
+    assert summary.alarms == 1
     assert summary.late_entries >= 1 and summary.verification.chain_ok
     assert summary.verification.signatures_invalid == 0
     assert summary.signatures_by_meaning["released"] == 1
@@ -124,7 +129,7 @@ async def test_batch_record_pdf_bundle_tamper_and_review(
     text = _squash("".join(page.extract_text() for page in reader.pages))
     for value in stored.values:
         assert _squash(value.value) in text, value
-    for reason in (SKIP_REASON, OOT_REASON, CORRECTION_REASON):
+    for reason in (SKIP_REASON, OOT_REASON, CORRECTION_REASON, ALARM_REASON, "LOADCELL_DRIFT"):
         assert _squash(reason) in text, reason
     for deviation in stored.deviations:
         assert deviation.reason_text is not None and _squash(deviation.reason_text) in text
@@ -175,7 +180,6 @@ async def test_batch_record_pdf_bundle_tamper_and_review(
     assert not any("manifest" in m or "edited after export" in m for m in messages)
 
     # The command line: export, verify, report, unreviewed.
-    monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "ebr"))
     data = ["--data", str(site.data_dir)]
     out = tmp_path / "cli.jsonl"
     capsys.readouterr()

@@ -65,6 +65,7 @@ def _overlaps(page: pdfium.PdfPage) -> list[str]:
         left, bottom, right, top = textpage.get_charbox(index)
         if right - left > 0.2 and top - bottom > 0.2:
             boxes.append((left, bottom, right, top, char))
+    textpage.close()
     grid: dict[tuple[int, int], list[int]] = {}
     found: list[str] = []
     for n, (left, bottom, right, top, char) in enumerate(boxes):
@@ -94,17 +95,21 @@ def test_long_texts_unicode_and_many_steps_fit_the_page(tmp_path: Path, page_for
         page_format=page_format,
     )
     document = pdfium.PdfDocument(str(out))
-    assert len(document) == pages and pages >= 20
-    width_pt, height_pt = document[0].get_size()
-    expected = (595, 842) if page_format == "A4" else (612, 792)
-    assert (round(width_pt), round(height_pt)) == expected
-    problems = {}
-    for number in range(len(document)):
-        page = document[number]
-        inked = _ink_in_band(page)
-        overlapping = _overlaps(page)
-        if inked or overlapping:
-            problems[number + 1] = (inked, overlapping[:3])
+    try:
+        assert len(document) == pages and pages >= 20
+        width_pt, height_pt = document[0].get_size()
+        expected = (595, 842) if page_format == "A4" else (612, 792)
+        assert (round(width_pt), round(height_pt)) == expected
+        problems = {}
+        for number in range(len(document)):
+            page = document[number]
+            inked = _ink_in_band(page)
+            overlapping = _overlaps(page)
+            page.close()
+            if inked or overlapping:
+                problems[number + 1] = (inked, overlapping[:3])
+    finally:
+        document.close()
     assert problems == {}
     # Nothing truncated: every long text, name and value is in the extracted text, whole.
     reader = PdfReader(str(out))
@@ -149,9 +154,14 @@ def test_the_overlap_check_sees_text_printed_over_text(tmp_path: Path) -> None:
     pdf.cell(20, 5, "edge")
     out = tmp_path / "bad.pdf"
     pdf.output(str(out))
-    page = pdfium.PdfDocument(str(out))[0]
-    assert _overlaps(page)
-    assert "left" in _ink_in_band(page)
+    document = pdfium.PdfDocument(str(out))
+    try:
+        page = document[0]
+        assert _overlaps(page)
+        assert "left" in _ink_in_band(page)
+        page.close()
+    finally:
+        document.close()
 
 
 def test_page_format_must_be_a4_or_letter(tmp_path: Path) -> None:
