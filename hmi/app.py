@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -59,6 +59,7 @@ from hmi.screens.modals.menu import MenuDialog, MenuEntry
 from hmi.screens.overview import OverviewScreen
 from hmi.screens.qa_review import QaReviewScreen
 from hmi.screens.recipes import RecipesScreen
+from hmi.screens.service_mode import ServiceModeScreen
 from hmi.screens.users import UsersScreen
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ SCREENS: dict[str, ScreenSpec] = {
     "batch": ScreenSpec("Batch execution", ("batch.view",), BatchRunScreen),
     "alarms": ScreenSpec("Alarms", ("batch.view",), AlarmsScreen),
     "qa": ScreenSpec("QA review", ("batch.review",), QaReviewScreen),
+    "service": ScreenSpec("Service mode", ("service_mode.enter",), ServiceModeScreen),
     "audit": ScreenSpec("Audit trail", ("audit.view",), AuditTrailScreen),
     "users": ScreenSpec("Users", ("user.manage", "user.review"), UsersScreen),
 }
@@ -124,6 +126,7 @@ class HmiApp(App[None]):
             "ctrl+t",
             "toggle_contrast",
             "Contrast",
+            show=False,
             id="contrast",
             tooltip="Switch the high-contrast theme on or off",
         ),
@@ -136,8 +139,10 @@ class HmiApp(App[None]):
         watch_idle: bool = True,
         gateway_factory: Callable[[], PlcGateway] | None = None,
         plc_ready: Callable[[], Awaitable[None]] | None = None,
+        prepare: Callable[[], Sequence[DemoAccount]] | None = None,
     ) -> None:
         super().__init__()
+        self.prepare = prepare
         self.ctx = ctx
         self.watch_idle = watch_idle
         self.gateway_factory = gateway_factory
@@ -149,6 +154,9 @@ class HmiApp(App[None]):
     def on_mount(self) -> None:
         self.register_theme(HIGH_CONTRAST)
         self.theme = DEFAULT_THEME
+        if self.prepare is not None:
+            self.ctx.preparing = "Preparing the demo accounts and recipes..."
+            call_in_thread(self.screen, self.prepare, self._prepared, self._prepare_failed)
         self.push_screen(LoginScreen(self.ctx))
         if self.ctx.gateway is not None or self.gateway_factory is not None:
             self.ctx.plc_state = ConnectionState.CONNECTING
@@ -159,6 +167,16 @@ class HmiApp(App[None]):
             self.ctx.batches.on_deviation(self._deviation_opened)
         self.refresh_status()
         self.set_interval(2.0, self.refresh_status)
+
+    def _prepared(self, accounts: Sequence[DemoAccount]) -> None:
+        self.ctx.demo_accounts = tuple(accounts)
+        self.ctx.preparing = ""
+        screen = self.screen
+        if isinstance(screen, LoginScreen):
+            screen.refresh_demo()
+
+    def _prepare_failed(self, message: str, _exc: BaseException) -> None:
+        self.ctx.preparing = f"The demo could not be prepared: {message}"
 
     @work(group="plc", exit_on_error=False)
     async def consume_plc(self) -> None:
@@ -524,6 +542,7 @@ def make_app(
     gateway: PlcGateway | None = None,
     gateway_factory: Callable[[], PlcGateway] | None = None,
     plc_ready: Callable[[], Awaitable[None]] | None = None,
+    prepare: Callable[[], Sequence[DemoAccount]] | None = None,
     recipes: Any = None,
     demo_accounts: Sequence[DemoAccount] = (),
     tz: tzinfo | None = None,
@@ -544,8 +563,13 @@ def make_app(
             sessions=auth.sessions,
             signatures=auth.signatures,
         )
+    batch_settings = site.settings.batch
     alarms = AlarmService(
-        engine=site.engine, audit=site.audit, clock=site.clock, sessions=auth.sessions
+        engine=site.engine,
+        audit=site.audit,
+        clock=site.clock,
+        sessions=auth.sessions,
+        shelve_max=timedelta(minutes=batch_settings.shelve_max_minutes),
     )
     batches = BatchEngine(
         engine=site.engine,
@@ -555,6 +579,7 @@ def make_app(
         signatures=auth.signatures,
         plc=gateway,
         recipes=recipes,
+        settings=batch_settings,
         alarms=alarms,
     )
     ctx = HmiContext(
@@ -568,7 +593,13 @@ def make_app(
         demo_accounts=tuple(demo_accounts),
         tz=tz,
     )
-    return HmiApp(ctx, watch_idle=watch_idle, gateway_factory=gateway_factory, plc_ready=plc_ready)
+    return HmiApp(
+        ctx,
+        watch_idle=watch_idle,
+        gateway_factory=gateway_factory,
+        plc_ready=plc_ready,
+        prepare=prepare,
+    )
 
 
 __all__ = ["SCREENS", "HmiApp", "Screen", "make_app"]

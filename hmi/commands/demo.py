@@ -130,10 +130,19 @@ def _run_terminal(data: Path, fresh: bool, simulator: Any, started: float) -> in
 
     site = open_site(data)
     try:
-        if fresh:
-            save_accounts(data, seed_demo_site(site))
-        users = load_accounts(data)
         auth = build_auth_services(site.settings, site.engine, site.audit, site.clock)
+
+        def accounts() -> list[DemoAccount]:
+            return [
+                DemoAccount(u.user_id, u.role, u.password, u.totp_secret)
+                for u in load_accounts(data)
+            ]
+
+        def prepare() -> list[DemoAccount]:
+            """Seeding hashes a dozen passwords: done behind the first paint."""
+            save_accounts(data, seed_demo_site(site))
+            return accounts()
+
         site.audit.record_now(
             "terminal.ui.started",
             SYSTEM,
@@ -148,9 +157,8 @@ def _run_terminal(data: Path, fresh: bool, simulator: Any, started: float) -> in
         app = make_app(
             site,
             auth=auth,
-            demo_accounts=[
-                DemoAccount(u.user_id, u.role, u.password, u.totp_secret) for u in users
-            ],
+            demo_accounts=[] if fresh else accounts(),
+            prepare=prepare if fresh else None,
             gateway_factory=gateway,
             plc_ready=simulator.wait_ready_async,
         )

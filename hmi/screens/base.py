@@ -58,7 +58,7 @@ class HmiScreen(Screen[None]):
         yield HeaderBar(self.ctx.header_info)
         yield AlarmBanner("", id="alarm-banner")
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def compose_body(self) -> ComposeResult:
         yield from ()

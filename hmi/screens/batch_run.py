@@ -46,13 +46,13 @@ class BatchRunScreen(HmiScreen):
 
     REQUIRES = "batch.view"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f2", "start_step", "Start step", id="start-step"),
+        Binding("f2", "start_step", "Start", id="start-step"),
         Binding("f3", "complete_step", "Complete", id="complete-step"),
         Binding("f5", "hold", "Hold", id="hold"),
         Binding("f6", "resume", "Resume", id="resume"),
         Binding("f7", "abort", "Abort", id="abort"),
         Binding("f8", "override", "Override", id="override"),
-        Binding("f9", "deviations", "Deviations", id="deviations"),
+        Binding("f9", "deviations", "Deviat.", id="deviations"),
     ]
     ACTION_PERMISSIONS: ClassVar[dict[str, str]] = {
         "start_step": "batch.step.complete",
@@ -91,6 +91,8 @@ class BatchRunScreen(HmiScreen):
             return True
         if not self.ctx.may(needed):
             return False
+        if self.ctx.service_mode and action != "deviations":
+            return False  # production is unavailable in service mode
         if self.info is None or not self.info.active:
             return None
         return True
@@ -366,6 +368,7 @@ class BatchRunScreen(HmiScreen):
         except Exception as exc:
             self.say(describe_error(exc), error=True)
         self.reload()
+        self.post_message(DeviationsRequested())
 
     def _ask_reason(self, title: str, then: Any, *, code: bool = True) -> None:
         fields = [Field("text", "Reason")]

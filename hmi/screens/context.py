@@ -72,6 +72,7 @@ class HmiContext:
     unacknowledged: int = 0
     newest_alarm: str = ""
     batch_label: str = "no batch"
+    preparing: str = ""
 
     @property
     def settings(self) -> Settings:

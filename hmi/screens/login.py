@@ -32,7 +32,7 @@ class LoginScreen(HmiScreen):
         self.busy = False
 
     def compose_body(self) -> ComposeResult:
-        if self.ctx.demo and self.ctx.demo_accounts:
+        if self.ctx.demo:
             yield DemoBanner(id="demo-banner")
         with Vertical(id="login-box", classes="form-box"):
             yield Label("Log in", classes="form-title")
@@ -55,7 +55,7 @@ class LoginScreen(HmiScreen):
 
     def on_mount(self) -> None:
         self.query_one("#user-id", Input).focus()
-        if self.ctx.demo and self.ctx.demo_accounts:
+        if self.ctx.demo:
             self.refresh_demo()
             self.set_interval(1.0, self.refresh_demo)
 
@@ -67,7 +67,7 @@ class LoginScreen(HmiScreen):
             )
             for a in self.ctx.demo_accounts
         ]
-        self.query_one(DemoBanner).show(lines)
+        self.query_one(DemoBanner).show(lines, self.ctx.preparing)
 
     def say(self, text: str, *, error: bool = True) -> None:
         message = self.query_one("#login-message", Static)
@@ -82,6 +82,9 @@ class LoginScreen(HmiScreen):
     @on(Button.Pressed, "#login-button")
     def action_login(self) -> None:
         if self.busy:
+            return
+        if self.ctx.preparing:
+            self.say("The demo accounts are being prepared; try again in a moment.")
             return
         user_id = self.query_one("#user-id", Input).value.strip()
         password = self.query_one("#password", Input).value

@@ -24,7 +24,7 @@ class QaReviewScreen(HmiScreen):
     REQUIRES = "batch.review"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "disposition", "Disposition", id="disposition"),
-        Binding("f3", "review", "Audit trail reviewed", id="review"),
+        Binding("f3", "review", "Trail reviewed", id="review"),
         Binding("f4", "release", "Release", id="release"),
         Binding("f5", "reject", "Reject", id="reject"),
     ]

@@ -107,7 +107,11 @@ class RecipesScreen(HmiScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "start_batch":
-            return self.ctx.may("batch.start") and self.ctx.batches is not None
+            return (
+                self.ctx.may("batch.start")
+                and self.ctx.batches is not None
+                and not self.ctx.service_mode
+            )
         return True
 
     def action_start_batch(self) -> None:

@@ -22,11 +22,11 @@ class UsersScreen(HmiScreen):
     REQUIRES = "user.review"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "create", "New user", id="create", tooltip="Create an account"),
-        Binding("f3", "enrol", "Enrol TOTP", id="enrol", tooltip="Enrol an authenticator"),
+        Binding("f3", "enrol", "Enrol", id="enrol", tooltip="Enrol an authenticator"),
         Binding("f4", "unlock_user", "Unlock", id="unlock-user", tooltip="Unlock the account"),
-        Binding("f5", "reset", "Reset password", id="reset", tooltip="Set a temporary password"),
+        Binding("f5", "reset", "Reset pw", id="reset", tooltip="Set a temporary password"),
         Binding("f6", "disable", "Disable", id="disable", tooltip="Disable the account"),
-        Binding("f7", "revoke", "Revoke TOTP", id="revoke", tooltip="Revoke the authenticator"),
+        Binding("f7", "revoke", "Revoke", id="revoke", tooltip="Revoke the authenticator"),
     ]
     MANAGE_ACTIONS = frozenset({"create", "enrol", "unlock_user", "reset", "disable", "revoke"})
 

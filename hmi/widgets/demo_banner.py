@@ -17,10 +17,13 @@ class DemoLine:
     code: str
 
 
-def render_demo(lines: Sequence[DemoLine]) -> Text:
+def render_demo(lines: Sequence[DemoLine], note: str = "") -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(" DEMO SITE - training only, not for production records ", style="bold reverse")
     text.append("\n")
+    if note:
+        text.append(f" {note}\n")
+        return text
     text.append(" user ID     role         password                   authenticator\n")
     for line in lines:
         code = f"code {line.code}" if line.code else "no code needed"
@@ -41,5 +44,5 @@ class DemoBanner(Static):
     }
     """
 
-    def show(self, lines: Sequence[DemoLine]) -> None:
-        self.update(render_demo(lines), layout=False)
+    def show(self, lines: Sequence[DemoLine], note: str = "") -> None:
+        self.update(render_demo(lines, note))

@@ -42,6 +42,8 @@ class StepList(Static):
         height: 1fr;
         border-right: solid $primary;
         padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     """
 

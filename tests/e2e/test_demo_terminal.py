@@ -103,7 +103,7 @@ def simulator_running(data: Path) -> bool:
     return bool(found.stdout.strip())
 
 
-def test_demo_login_read_values_and_quit(demo: tuple[Terminal, Path]) -> None:
+def test_demo_login_start_batch_and_quit(demo: tuple[Terminal, Path]) -> None:
     terminal, data = demo
     seconds = terminal.wait_for("copper-lantern-meadow-42")
     assert seconds < 10, f"login screen took {seconds:.1f} s"
@@ -122,11 +122,21 @@ def test_demo_login_read_values_and_quit(demo: tuple[Terminal, Path]) -> None:
     terminal.key("2")
     terminal.wait_for("PARA500-FB")
     assert "effective" in terminal.screen()
+    terminal.key("Down")
+    terminal.key("Down")
+    terminal.wait_for("PARA500-FB v3 - Paracetamol")
+    terminal.key("F2")
+    terminal.wait_for("Start a batch of PARA500-FB v3")
+    terminal.type("B-E2E-0001")
+    terminal.key("F2")
+    terminal.wait_for("Batch B-E2E-0001 - Paracetamol 500 mg final")
+    assert "RUNNING" in terminal.screen()
+    terminal.wait_for("Step 1: Line clearance")
     terminal.key("C-q")
     terminal.wait_for("Close the HMI?")
     terminal.key("F2")
     terminal.wait_closed()
     actions = audit_actions(data)
     assert actions[-3:] == ["auth.session.ended", "terminal.ui.stopped", "demo.simulator.stopped"]
-    assert "auth.login.succeeded" in actions
+    assert "auth.login.succeeded" in actions and "batch.started" in actions
     assert not simulator_running(data)

@@ -12,6 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from hmi.app import HmiApp, make_app
+from hmi.audit.tables import audit_event
+from hmi.auth.passwords import Argon2Parameters
+from hmi.auth.services import AuthServices, build_auth_services
+from hmi.auth.totp import code_at
+from hmi.demo import DemoUser, seed_demo_site
 from hmi.plc import (
     AsyncuaGateway,
     PlcSettings,
@@ -19,11 +24,6 @@ from hmi.plc import (
     ensure_client_certificate,
     trust_server_certificate,
 )
-from hmi.audit.tables import audit_event
-from hmi.auth.passwords import Argon2Parameters
-from hmi.auth.services import AuthServices, build_auth_services
-from hmi.auth.totp import code_at
-from hmi.demo import DemoUser, seed_demo_site
 from hmi.screens.context import DemoAccount
 from hmi.site import Site
 from plc_sim.server import SimulatorConfig, SimulatorThread

@@ -5,7 +5,6 @@ from __future__ import annotations
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-
 LONG_LIVED = ("plc", "monitor", "batch", "deviations", "qa")
 """Workers that run for the App's lifetime or wait on dialogs (never waited for here)."""
 

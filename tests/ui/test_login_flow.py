@@ -133,6 +133,7 @@ async def test_admin_lands_on_users_and_cannot_open_production(kiosk: Kiosk) -> 
             "batch": False,
             "alarms": False,
             "qa": False,
+            "service": False,
             "audit": True,
             "users": True,
         }
