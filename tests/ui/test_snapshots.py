@@ -76,7 +76,13 @@ async def audit_trail(pilot: Pilot[None]) -> None:
     await as_user("qa", "7")(pilot)
     pilot.app.screen.query_one("#f-action").value = "user.created"  # type: ignore[attr-defined]
     await pilot.press("f2")
-    await settle(pilot)
+    # The chain check runs in a thread: under load it can outlast settle(); wait for its verdict.
+    for _ in range(200):
+        await settle(pilot)
+        if not getattr(pilot.app.screen, "verifying", False):
+            break
+        await pilot.pause(0.05)
+    assert not getattr(pilot.app.screen, "verifying", False), "verification did not finish"
     await pilot.pause(0.1)
 
 

@@ -22,7 +22,8 @@ def test_quick_start_has_exactly_two_commands() -> None:
     assert len(commands) == 2
     demo, tests = commands
     assert demo.endswith("hmi demo")
-    assert "pytest" in tests and "ruff check" in tests and "mypy" in tests and "lint-imports" in tests
+    for tool in ("pytest", "ruff check", "mypy", "lint-imports"):
+        assert tool in tests
     for command in commands:
         assert command.startswith("python3 -m venv .venv && ")
 
