@@ -12,6 +12,7 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -57,6 +58,15 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             raw.execute("BEGIN DEFERRED")  # type: ignore[union-attr]
         else:
             raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+
+
+def sqlite_file_of(url: str) -> Path | None:
+    """The file behind a plain ``sqlite:///path`` URL (not for URI or in-memory databases)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or "?" in url:
+        return None
+    path = url[len(prefix) :]
+    return None if not path or path == ":memory:" else Path(path)
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

@@ -21,7 +21,7 @@ from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.keys import Signer, create_key_pair, load_signer, write_secret_file
 from hmi.clock import Clock, SystemClock, to_utc_text
 from hmi.config import CONFIG_FILE_NAME, TERMINAL_ID_PATTERN, Settings, load_settings
-from hmi.db import make_engine
+from hmi.db import DatabaseError, make_engine, sqlite_file_of
 from hmi.migrations import migrate, pending
 
 
@@ -346,6 +346,12 @@ def open_site(
     settings = load_settings(data_dir)  # raises ConfigError before anything is touched
     clock = clock or SystemClock()
     signer = load_signer(settings.signing_key_path)
+    db_file = sqlite_file_of(settings.database_url)
+    if db_file is not None and not db_file.exists():
+        raise DatabaseError(
+            f"the database file {db_file} does not exist (deleted or moved?); nothing was"
+            " created in its place"
+        )
     engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
     audit = build_audit(settings, engine, signer, clock)
     site = Site(settings, engine, signer, audit, clock)

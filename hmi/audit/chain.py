@@ -8,6 +8,7 @@ commit together or not at all. If the event cannot be written the caller gets an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sqlite3
@@ -374,9 +375,23 @@ class AuditLog:
         try:
             self.witness.append(point)
         except WitnessError as exc:
+            first_failure = self.checkpoint_error is None
             self.checkpoint_error = str(exc)
             log.error("checkpoint not witnessed: %s", exc)
+            if first_failure:  # an incident (Annex 11 §13): recorded once per failure streak
+                with contextlib.suppress(AuditWriteError):
+                    self.record_now(
+                        "audit.witness.failed", SYSTEM, entity=("terminal", self.terminal_id),
+                        reason=str(exc), details={"seq": seq, "checkpoint_reason": reason},
+                    )  # fmt: skip
             return None
+        if self.checkpoint_error is not None:
+            failed, self.checkpoint_error = self.checkpoint_error, None
+            with contextlib.suppress(AuditWriteError):
+                self.record_now(
+                    "audit.witness.recovered", SYSTEM, entity=("terminal", self.terminal_id),
+                    details={"seq": seq, "previous_error": failed},
+                )  # fmt: skip
         self.checkpoint_error = None
         self._since_checkpoint = 0
         self._last_checkpoint_at = self.clock.now()

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import Engine, Select, and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from hmi.audit import canonical
 from hmi.audit.checkpoint import Checkpoint, WitnessFile
-from hmi.audit.keys import KeyFileError, PublicKey
+from hmi.audit.keys import KeyFileError, PublicKey, Signer
 from hmi.audit.tables import audit_event
 from hmi.audit.verify import (
     ROW_FIELDS,
@@ -102,27 +103,46 @@ def trusted_keys(paths: Sequence[Path]) -> dict[str, PublicKey]:
     return keys
 
 
+STATE_TAG = b"HMI-AUDIT-VERIFY-STATE-v1\x00"
+
+
 @dataclass
 class VerifyState:
-    """Last verified checkpoint per terminal, for incremental verification."""
+    """Last verified checkpoint per terminal, for incremental verification.
+
+    The file is signed by the terminal that verified (a domain of its own, so a checkpoint
+    signature cannot stand in for it): an edited or substituted state file is ignored and the
+    next run is a full one."""
 
     path: Path
+    signer: Signer | None = None
 
     def load(self, trusted: dict[str, PublicKey]) -> dict[str, Checkpoint]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            anchors = {t: Checkpoint.from_json(cp) for t, cp in data["anchors"].items()}
+            body = data["anchors"]
+            key = trusted.get(str(data["key_id"]))
+            signature = bytes.fromhex(str(data["signature"]))
+            if key is None or not key.verify(
+                signature, STATE_TAG + canonical.canonical_bytes(body)
+            ):
+                return {}
+            anchors = {t: Checkpoint.from_json(cp) for t, cp in body.items()}
         except (OSError, ValueError, KeyError, TypeError):
             return {}
-        # Only a signed checkpoint can anchor: a tampered state file just means a full run.
         return {t: cp for t, cp in anchors.items() if cp.signature_valid(trusted.get(cp.key_id))}
 
     def save(self, anchors: dict[str, Checkpoint]) -> None:
+        if self.signer is None:
+            return  # only a terminal that can sign keeps a state
+        body = {t: cp.to_json() for t, cp in anchors.items()}
+        signed = {
+            "anchors": body,
+            "key_id": self.signer.key_id,
+            "signature": self.signer.sign(STATE_TAG + canonical.canonical_bytes(body)).hex(),
+        }
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"anchors": {t: cp.to_json() for t, cp in anchors.items()}}, indent=1),
-            encoding="utf-8",
-        )
+        tmp.write_text(json.dumps(signed, indent=1), encoding="utf-8")
         os.replace(tmp, self.path)
 
 
@@ -190,6 +210,53 @@ def _recheck_witnessed_positions(
                 )
 
 
+def _verify_rows_of(
+    engine: Engine,
+    report: VerifyReport,
+    trusted: dict[str, PublicKey],
+    checkpoints: list[Checkpoint],
+    anchors: dict[str, Checkpoint],
+    terminal: str | None,
+    workers: int | None,
+) -> None:
+    workers = workers or default_workers()
+    sqlite_file = _sqlite_file(engine)
+    id_range = _id_range(engine, anchors) if (sqlite_file and workers > 1) else None
+    if sqlite_file and id_range and id_range[1] - id_range[0] >= _PARALLEL_FROM:
+        verify_sqlite_file(
+            sqlite_file, id_range, trusted=trusted, checkpoints=checkpoints, anchors=anchors,
+            terminal=terminal, workers=workers, report=report,
+        )  # fmt: skip
+    else:
+        rows = iter_rows(
+            engine, terminal=terminal, from_seq={t: a.seq for t, a in anchors.items()} or None
+        )
+        verify_rows(
+            rows, trusted=trusted, checkpoints=checkpoints, anchors=anchors, workers=workers,
+            report=report,
+        )  # fmt: skip
+
+
+def _check_witness_coverage(
+    report: VerifyReport, checkpoints: Sequence[Checkpoint], witness: WitnessFile
+) -> None:
+    """A chain with events but no witnessed checkpoint means the witness was lost or replaced:
+    without it a deleted tail could not be seen, so that is itself a problem."""
+    witnessed: dict[str, int] = {}
+    for point in checkpoints:
+        witnessed[point.terminal] = max(witnessed.get(point.terminal, 0), point.seq)
+    for name, chain in report.chains.items():
+        if chain.events and name not in witnessed:
+            report.add(
+                Kind.WITNESS,
+                name,
+                None,
+                f"no witnessed checkpoint for this chain: the witness file {witness.path} is"
+                " missing, empty or was replaced, so a deleted tail could not be detected",
+            )
+        chain.witnessed_to = witnessed.get(name)
+
+
 def verify_database(
     engine: Engine,
     *,
@@ -213,22 +280,12 @@ def verify_database(
     if terminal is not None:
         anchors = {t: a for t, a in anchors.items() if t == terminal}
     report.incremental_from = {t: a.seq for t, a in anchors.items()}
-    workers = workers or default_workers()
-    sqlite_file = _sqlite_file(engine)
-    id_range = _id_range(engine, anchors) if (sqlite_file and workers > 1) else None
-    if sqlite_file and id_range and id_range[1] - id_range[0] >= _PARALLEL_FROM:
-        verify_sqlite_file(
-            sqlite_file, id_range, trusted=trusted, checkpoints=checkpoints, anchors=anchors,
-            terminal=terminal, workers=workers, report=report,
-        )  # fmt: skip
-    else:
-        rows = iter_rows(
-            engine, terminal=terminal, from_seq={t: a.seq for t, a in anchors.items()} or None
-        )
-        verify_rows(
-            rows, trusted=trusted, checkpoints=checkpoints, anchors=anchors, workers=workers,
-            report=report,
-        )  # fmt: skip
+    try:
+        _verify_rows_of(engine, report, trusted, checkpoints, anchors, terminal, workers)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(describe_db_error(exc)) from exc
+    if witness is not None:
+        _check_witness_coverage(report, checkpoints, witness)
     if anchors and checkpoints:
         _recheck_witnessed_positions(engine, report, checkpoints, anchors)
     if report.ok and state is not None:

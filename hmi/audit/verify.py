@@ -81,6 +81,7 @@ class ChainSummary:
     events: int = 0
     checkpoints: int = 0
     key_ids: set[str] = field(default_factory=set)
+    witnessed_to: int | None = None
 
 
 @dataclass
@@ -115,6 +116,7 @@ class VerifyReport:
                     "last_hash": c.last_hash,
                     "events": c.events,
                     "checkpoints": c.checkpoints,
+                    "witnessed_to": c.witnessed_to,
                     "key_ids": sorted(c.key_ids),
                 }
                 for name, c in sorted(self.chains.items())

@@ -108,10 +108,20 @@ def _print_report(report: Any, source: str, as_json: bool) -> None:
             f"  terminal {name}: {chain.events} events ({span}), {chain.checkpoints} witnessed"
             f" checkpoints, key {keys}"
         )
+        if chain.witnessed_to is not None and chain.last_seq is not None:
+            tail = chain.last_seq - chain.witnessed_to
+            note = f"{tail} later event(s) not yet witnessed" if tail > 0 else "head witnessed"
+            console.print(f"    last witnessed seq {chain.witnessed_to}; {note}")
     if report.incremental_from:
         starts = ", ".join(f"{t} from seq {s}" for t, s in report.incremental_from.items())
         console.print(f"  incremental: {starts}")
     console.print(f"  {report.rows_checked} events checked in {report.seconds:.2f} s")
+    if report.ok and report.incremental_from:
+        console.print(
+            "[green bold]INTACT[/] from the last verified checkpoint on (incremental: earlier"
+            " rows were verified by an earlier run; witnessed positions rechecked)."
+        )
+        return
     if report.ok:
         console.print("[green bold]INTACT[/]: every hash, link, signature and checkpoint verifies.")
         return
@@ -168,7 +178,7 @@ def run_verify(args: argparse.Namespace) -> int:
         trusted=trusted,
         witness=WitnessFile(settings.witness_path),
         terminal=args.terminal,
-        state=VerifyState(settings.data_dir / "audit-verify-state.json"),
+        state=VerifyState(settings.data_dir / "audit-verify-state.json", site.signer),
         incremental=args.incremental,
         workers=args.workers,
     )
@@ -257,7 +267,10 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"Exported {len(rows)} events to {args.out} ({fmt})")
     if digest:
         print(f"  bundle SHA-256: {digest}")
-        print(f"  verify with: hmi audit verify --bundle {args.out}")
+        print(
+            f"  verify with: hmi audit verify --bundle {args.out}"
+            f" --trust-key {site.settings.public_key_path}"
+        )
     site.close()
     return 0
 

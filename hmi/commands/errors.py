@@ -23,6 +23,8 @@ def data_dir(args: argparse.Namespace) -> Path:
 
 
 def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from hmi.audit.bundle import BundleError
     from hmi.audit.chain import AuditWriteError
     from hmi.audit.keys import KeyFileError
@@ -43,6 +45,11 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return exc.status
     except (DatabaseError, AuditWriteError, BundleError) as exc:
         print(f"hmi: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the last safety net: a sentence, never a traceback
+        from hmi.db import describe_db_error
+
+        print(f"hmi: {describe_db_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hmi: interrupted", file=sys.stderr)

@@ -234,3 +234,40 @@ def test_start_up_and_shutdown_are_witnessed(site: Site) -> None:
     assert latest.reason == "startup"
     assert latest.seq == verify(reopened).chains["KIOSK-01"].last_seq
     reopened.close()
+
+
+def test_witness_failure_and_recovery_are_recorded_once(site: Site) -> None:
+    from hmi.audit.checkpoint import WitnessFile
+
+    good = site.audit.witness
+    site.audit.witness = WitnessFile(site.data_dir / "hmi.toml" / "w.jsonl")
+    site.audit.checkpoint_every_events = 1
+    add_events(site, 3)
+    site.audit.witness = good
+    add_events(site, 1)
+    with site.engine.connect() as conn:
+        actions = (
+            conn.execute(
+                text(
+                    "SELECT action FROM audit_event"
+                    " WHERE action LIKE 'audit.witness.%' ORDER BY seq"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert actions == ["audit.witness.failed", "audit.witness.recovered"]
+    assert site.audit.checkpoint_error is None
+    assert verify(site).ok
+
+
+def test_missing_database_file_is_reported_not_recreated(site: Site) -> None:
+    from hmi.db import DatabaseError
+    from hmi.site import open_site
+
+    site.close()
+    for path in site.data_dir.glob("hmi.db*"):
+        path.unlink()
+    with pytest.raises(DatabaseError, match="does not exist"):
+        open_site(site.data_dir)
+    assert not (site.data_dir / "hmi.db").exists()

@@ -171,3 +171,38 @@ def test_show_filters(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     assert "2 audit event(s)" in out and "other.thing" in out and "test.event" not in out
     assert main(["audit", "show", "--data", str(site.data_dir), "--from", "yesterday"]) == 2
     assert "not a date" in capsys.readouterr().err
+
+
+def test_substituted_incremental_state_means_a_full_run(
+    site: Site, clock: ManualClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock.set(datetime.now(UTC))
+    add_events(site, 10)
+    site.audit.checkpoint("test")
+    args = ["audit", "verify", "--data", str(site.data_dir), "--json"]
+    assert main(args) == 0
+    capsys.readouterr()
+    state = site.data_dir / "audit-verify-state.json"
+    saved = json.loads(state.read_text())
+    assert saved["signature"] and saved["anchors"]
+    clock.set(datetime.now(UTC))
+    add_events(site, 3)
+    site.audit.checkpoint("later")
+    # Put the latest (never verified) checkpoint in as the anchor: its signature is a
+    # checkpoint's, not a verification's, so the state is ignored.
+    latest = (site.settings.witness_path.read_text().splitlines())[-1]
+    saved["anchors"]["KIOSK-01"] = json.loads(latest)
+    state.write_text(json.dumps(saved))
+    assert main([*args, "--incremental"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["incremental_from"] == {}
+    assert report["rows_checked"] == report["chains"]["KIOSK-01"]["last_seq"]
+
+
+def test_missing_database_is_a_sentence(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    site.close()
+    for path in site.data_dir.glob("hmi.db*"):
+        path.unlink()
+    assert main(["audit", "verify", "--data", str(site.data_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err

@@ -217,3 +217,11 @@ def test_every_problem_is_reported_not_just_the_first(chain: Site) -> None:
     conn.execute("UPDATE audit_event SET reason = 'a' WHERE seq = 4")
     conn.execute("UPDATE audit_event SET reason = 'b' WHERE seq = 17")
     assert kinds_at(verify(chain)) == {(Kind.MODIFIED, 4), (Kind.MODIFIED, 17)}
+
+
+def test_deleted_witness_file_is_reported(chain: Site) -> None:
+    db(chain).execute("DELETE FROM audit_event WHERE seq > 18")
+    chain.settings.witness_path.unlink()
+    report = verify(chain)
+    assert [(p.kind, p.seq) for p in report.problems] == [(Kind.WITNESS, None)]
+    assert "missing, empty or was replaced" in report.problems[0].message
