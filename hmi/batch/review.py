@@ -164,22 +164,7 @@ class QaReview(EngineCore):
             else self._reason_text(actor, entity, reason, f"batch.{verb}.refused")
         )
         with read_only(self.engine) as conn:
-            info = batch_info(self._batch_row(conn, batch_id))
-            ref = self._batch_ref(conn, batch_id)
-            problems = self._review_problems(conn, info)
-            if release:
-                rejected = conn.execute(
-                    select(deviation.c.deviation_id).where(
-                        deviation.c.batch_id == batch_id, deviation.c.disposition == "rejected"
-                    )
-                ).all()
-                problems += [f"deviation {r[0]} was rejected by QA" for r in rejected]
-                if info.status is BatchStatus.ABORTED:
-                    problems.append("an aborted batch can only be rejected")
-        if info.reviewed_at is None:
-            problems.append("QA has not signed the audit trail review")
-        elif info.reviewed_sha256 != ref.sha256:
-            problems.append("the batch record changed after the audit trail review; review again")
+            info, ref, problems = self._decision_state(conn, batch_id, release=release)
         meaning = Meaning.RELEASED if release else Meaning.REJECTED
         try:
             if problems:
@@ -191,7 +176,38 @@ class QaReview(EngineCore):
             self._refuse(actor, f"batch.{verb}.refused", entity, str(exc), {"problems": problems})
             raise
         status = BatchStatus.RELEASED if release else BatchStatus.REJECTED
+        try:
+            self._write_decision(
+                actor, batch_id, signature, ref, status, info, why, release=release
+            )
+        except ReleaseBlocked as exc:
+            self._refuse(
+                actor, f"batch.{verb}.refused", entity, str(exc), {"problems": exc.problems}
+            )
+            raise
+        return self.get(batch_id)
+
+    def _write_decision(
+        self,
+        actor: Any,
+        batch_id: str,
+        signature: Signature,
+        ref: Any,
+        status: BatchStatus,
+        info: BatchInfo,
+        why: str | None,
+        *,
+        release: bool,
+    ) -> None:
+        verb = "release" if release else "reject"
+        entity = (BATCH_RECORD, batch_id)
+        meaning = Meaning.RELEASED if release else Meaning.REJECTED
         with self.audit.transaction() as conn:
+            # The checks again, under the write lock: nothing may have changed since they ran.
+            _, now_ref, now_problems = self._decision_state(conn, batch_id, release=release)
+            if now_problems or now_ref.sha256 != ref.sha256:
+                changed = now_problems or ["the batch record changed while it was being signed"]
+                raise ReleaseBlocked(changed)
             conn.execute(
                 update(batch)
                 .where(batch.c.batch_id == batch_id)
@@ -216,7 +232,28 @@ class QaReview(EngineCore):
                 reason=why,
                 details={"signature_id": signature.signature_id, "record_sha256": ref.sha256},
             )
-        return self.get(batch_id)
+
+    def _decision_state(
+        self, conn: Connection, batch_id: str, *, release: bool
+    ) -> tuple[BatchInfo, Any, list[str]]:
+        """The batch, the record reference a decision signs, and what blocks the decision."""
+        info = batch_info(self._batch_row(conn, batch_id))
+        ref = self._batch_ref(conn, batch_id)
+        problems = self._review_problems(conn, info)
+        if release:
+            rejected = conn.execute(
+                select(deviation.c.deviation_id).where(
+                    deviation.c.batch_id == batch_id, deviation.c.disposition == "rejected"
+                )
+            ).all()
+            problems += [f"deviation {r[0]} was rejected by QA" for r in rejected]
+            if info.status is BatchStatus.ABORTED:
+                problems.append("an aborted batch can only be rejected")
+        if info.reviewed_at is None:
+            problems.append("QA has not signed the audit trail review")
+        elif info.reviewed_sha256 != ref.sha256:
+            problems.append("the batch record changed after the audit trail review; review again")
+        return info, ref, problems
 
     def _review_problems(self, conn: Connection, info: BatchInfo) -> list[str]:
         problems: list[str] = []

@@ -71,3 +71,32 @@ async def test_release_refused_while_a_deviation_is_open_or_the_record_changed(
     shown = "\n".join(render_record(record))
     assert "CHANGED AFTER FIRST ENTRY: was 99.4; reason: transcription error" in shown
     assert "QA disposition: accepted" in shown and "Audit trail reviewed" in shown
+
+
+async def test_release_rechecks_under_the_write_lock(
+    site: Site, engine: BatchEngine, driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change that lands between the release checks and the release itself (say, from a
+    second kiosk) is caught by the checks repeated inside the writing transaction."""
+    number = "B-2026-0301"
+    driver.start(number)
+    with monitoring(engine):
+        await driver.run(number)
+    qa = driver.people.login("qa1")
+    ref = engine.batch_record_ref(number)
+    engine.review_audit_trail(qa, number, driver.people.sign(qa, ref, Meaning.AUDIT_TRAIL_REVIEWED))
+    signature = driver.people.sign(qa, ref, Meaning.RELEASED)
+    write = engine._write_decision
+
+    def late_change(*args: object, **kwargs: object) -> None:
+        operator = driver.people.login("op1")
+        [top] = [v for v in engine.values(number) if v.name == "result:TOP"]
+        engine.correct_value(operator, number, top.value_id, "99.9", "lab report says 99.9")
+        write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "_write_decision", late_change)
+    with pytest.raises(ReleaseBlocked, match="changed after the audit trail review"):
+        engine.release(qa, number, signature)
+    assert engine.get(number).status is BatchStatus.AWAITING_REVIEW
+    assert len(audit_actions(site, "batch.release.refused")) == 1
+    assert verify_chain(site).ok
