@@ -236,7 +236,12 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return f"{key}: unknown key (check the spelling; see the documented defaults)"
     given = error.get("input")
-    return f"{key}: {error.get('msg', 'invalid value')} (got {given!r})"
+    shown = repr(given)
+    if isinstance(given, dict):
+        return f"{key}: {error.get('msg', 'invalid value')}"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{key}: {error.get('msg', 'invalid value')} (got {shown})"
 
 
 def parse_settings(raw: dict[str, Any], data_dir: Path, source: Path) -> Settings:

@@ -7,21 +7,23 @@ This is the one place that turns a data directory into live collaborators; the C
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from hmi import __version__
 from hmi.audit.chain import SYSTEM, AuditLog
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.keys import Signer, create_key_pair, load_signer, write_secret_file
+from hmi.audit.tables import audit_event
 from hmi.clock import Clock, SystemClock, to_utc_text
 from hmi.config import CONFIG_FILE_NAME, TERMINAL_ID_PATTERN, Settings, load_settings
-from hmi.db import DatabaseError, make_engine, sqlite_file_of
+from hmi.db import DatabaseError, make_engine, read_only, sqlite_file_of
 from hmi.migrations import migrate, pending
 
 
@@ -367,10 +369,41 @@ def open_site(
                 },
             )
     if witness:
+        _record_config_change(site)
         audit.checkpoint("startup")
     else:
         site._witness_shutdown = False
     return site
+
+
+def _record_config_change(site: Site) -> None:
+    """Configuration is controlled (11.10(k), Annex 11 §10): an edit of hmi.toml since the last
+    recorded version is recorded at the next start, with the old and new hash and the new text."""
+    current = site.config_sha256()
+    with read_only(site.engine) as conn:
+        details = conn.execute(
+            select(audit_event.c.details)
+            .where(
+                audit_event.c.terminal_id == site.settings.site.terminal_id,
+                audit_event.c.action.in_(("site.initialised", "config.changed")),
+            )
+            .order_by(audit_event.c.seq.desc())
+            .limit(1)
+        ).scalar()
+    previous = None if details is None else json.loads(details).get("config_sha256")
+    if previous == current:
+        return
+    text = (site.data_dir / CONFIG_FILE_NAME).read_text(encoding="utf-8")
+    site.audit.record_now(
+        "config.changed",
+        SYSTEM,
+        entity=("config", CONFIG_FILE_NAME),
+        field="sha256",
+        old_value=previous,
+        new_value=current,
+        reason="edited since the last recorded version (detected at start-up)",
+        details={"config_sha256": current, "previous_sha256": previous, "text": text},
+    )
 
 
 def site_exists(data_dir: Path) -> bool:

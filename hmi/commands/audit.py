@@ -209,8 +209,15 @@ def run_export(args: argparse.Namespace) -> int:
     from hmi.clock import to_utc_text
     from hmi.site import open_site
 
-    site = open_site(data_dir(args), upgrade=False)
+    if args.out.exists():
+        raise CommandError(
+            f"{args.out} already exists; an exported copy is never overwritten, choose a new name",
+            2,
+        )
+    if not args.out.parent.is_dir():
+        raise CommandError(f"the folder {args.out.parent} does not exist", 2)
     ts_from, ts_to = parse_time(args.ts_from), parse_time(args.ts_to, end=True)
+    site = open_site(data_dir(args), upgrade=False)
     rows = load_rows(site.engine, terminal=args.terminal, ts_from=ts_from, ts_to=ts_to)
     if not rows:
         raise CommandError("no audit events match that range; nothing was exported", 1)
@@ -286,13 +293,15 @@ def run_show(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CommandError("--limit must be at least 1", 2)
     entity_type, _, entity_id = (args.entity or "").partition(":")
+    if args.entity is not None and not entity_type.strip():
+        raise CommandError("--entity takes TYPE or TYPE:ID, e.g. batch:B-2026-0042", 2)
     site = open_site(data_dir(args), upgrade=False)
     events = query_events(
         site.engine,
         EventFilter(
             ts_from=parse_time(args.ts_from),
             ts_to=parse_time(args.ts_to, end=True),
-            actor_id=args.user,
+            actor_id=args.user.strip().lower() if args.user else None,  # IDs are stored lower-case
             action=args.action,
             entity_type=entity_type or None,
             entity_id=entity_id or None,
@@ -308,7 +317,9 @@ def run_show(args: argparse.Namespace) -> int:
     for event in events:
         change = ""
         if event["field"] or event["old_value"] is not None or event["new_value"] is not None:
-            change = f"{event['field'] or ''}: {event['old_value']} → {event['new_value']}"
+            old = "-" if event["old_value"] is None else event["old_value"]
+            new = "-" if event["new_value"] is None else event["new_value"]
+            change = f"{event['field']}: {old} → {new}" if event["field"] else f"{old} → {new}"
         entity = f"{event['entity_type']}:{event['entity_id']}" if event["entity_type"] else ""
         table.add_row(
             to_local_text(from_utc_text(event["ts"])),

@@ -21,6 +21,7 @@ from tests.helpers.audit import add_events
 def bundle(site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     add_events(site, 25)
     site.audit.checkpoint("test")
+    (tmp_path / "export").mkdir()
     out = tmp_path / "export" / "trail.bundle"
     assert main(["audit", "export", "--data", str(site.data_dir), "--out", str(out)]) == 0
     assert "bundle SHA-256" in capsys.readouterr().out
@@ -105,7 +106,7 @@ def test_range_export_and_csv(
                 "--data",
                 str(site.data_dir),
                 "--out",
-                str(out),
+                str(tmp_path / "later.bundle"),
                 "--from",
                 "2030-01-01",
             ]
@@ -113,6 +114,8 @@ def test_range_export_and_csv(
         == 1
     )
     assert "no audit events match" in capsys.readouterr().err
+    assert main(["audit", "export", "--data", str(site.data_dir), "--out", str(out)]) == 2
+    assert "never overwritten" in capsys.readouterr().err
 
 
 def test_truncated_bundle_is_reported(bundle: Path) -> None:

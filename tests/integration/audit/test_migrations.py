@@ -48,3 +48,34 @@ def test_migration_versions_are_unique_and_ordered() -> None:
     versions = [m.version for m in migrations.available()]
     assert versions == sorted(set(versions))
     assert all(m.name for m in migrations.available())
+
+
+def test_config_edits_are_recorded_at_the_next_start(tmp_path: Path, clock: ManualClock) -> None:
+    import json
+
+    site = init_site(tmp_path / "site", clock=clock)
+    site.close()
+    unchanged = open_site(tmp_path / "site", clock=clock)
+    unchanged.close()
+    config = tmp_path / "site" / "hmi.toml"
+    config.write_text(config.read_text().replace("history = 5", "history = 8"))
+    edited = open_site(tmp_path / "site", clock=clock)
+    with edited.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT old_value, new_value, details FROM audit_event"
+                " WHERE action = 'config.changed'"
+            )
+        ).all()
+    assert len(rows) == 1
+    old, new, details = rows[0]
+    assert old != new and "history = 8" in json.loads(details)["text"]
+    edited.close()
+    again = open_site(tmp_path / "site", clock=clock)  # recorded once, not at every start
+    with again.engine.connect() as conn:
+        count = conn.execute(
+            text("SELECT COUNT(*) FROM audit_event WHERE action = 'config.changed'")
+        ).scalar()
+    assert count == 1
+    assert verify(again).ok
+    again.close()
