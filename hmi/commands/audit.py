@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hmi.commands.acting import Acting, acting_user
 from hmi.commands.errors import CommandError, data_dir
 
 
@@ -202,13 +203,6 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from hmi.audit.bundle import write_bundle, write_csv
-    from hmi.audit.chain import SYSTEM
-    from hmi.audit.checkpoint import WitnessFile
-    from hmi.audit.store import load_rows
-    from hmi.clock import to_utc_text
-    from hmi.site import open_site
-
     if args.out.exists():
         raise CommandError(
             f"{args.out} already exists; an exported copy is never overwritten, choose a new name",
@@ -217,7 +211,19 @@ def run_export(args: argparse.Namespace) -> int:
     if not args.out.parent.is_dir():
         raise CommandError(f"the folder {args.out.parent} does not exist", 2)
     ts_from, ts_to = parse_time(args.ts_from), parse_time(args.ts_to, end=True)
-    site = open_site(data_dir(args), upgrade=False)
+    with acting_user(args, "audit.export", what="QA or administrator") as acting:
+        return _export(args, acting, ts_from, ts_to)
+
+
+def _export(
+    args: argparse.Namespace, acting: Acting, ts_from: str | None, ts_to: str | None
+) -> int:
+    from hmi.audit.bundle import write_bundle, write_csv
+    from hmi.audit.checkpoint import WitnessFile
+    from hmi.audit.store import load_rows
+    from hmi.clock import to_utc_text
+
+    site = acting.site
     rows = load_rows(site.engine, terminal=args.terminal, ts_from=ts_from, ts_to=ts_to)
     if not rows:
         raise CommandError("no audit events match that range; nothing was exported", 1)
@@ -245,7 +251,8 @@ def run_export(args: argparse.Namespace) -> int:
             header={
                 "created_at": to_utc_text(site.clock.now()),
                 "exported_by": {
-                    "os_user": getpass.getuser(),
+                    "user_id": acting.session.user_id,
+                    "name": acting.session.full_name,
                     "terminal": site.settings.site.terminal_id,
                 },
                 "site": site.settings.site.site_name,
@@ -259,7 +266,7 @@ def run_export(args: argparse.Namespace) -> int:
         )
     site.audit.record_now(
         "audit.exported",
-        SYSTEM,
+        acting.actor,
         details={
             "format": fmt,
             "file": str(args.out),
@@ -268,7 +275,6 @@ def run_export(args: argparse.Namespace) -> int:
             "from": ts_from,
             "to": ts_to,
             "terminal": args.terminal,
-            "os_user": getpass.getuser(),
         },
     )
     print(f"Exported {len(rows)} events to {args.out} ({fmt})")
@@ -278,7 +284,6 @@ def run_export(args: argparse.Namespace) -> int:
             f"  verify with: hmi audit verify --bundle {args.out}"
             f" --trust-key {site.settings.public_key_path}"
         )
-    site.close()
     return 0
 
 

@@ -5,7 +5,6 @@ audit trail review report. ``add_batch_actions`` adds ``report`` and ``export`` 
 from __future__ import annotations
 
 import argparse
-import getpass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ def _add_report(sub: Any, parent: argparse.ArgumentParser) -> None:
     report.add_argument("--pdf", type=Path, required=True, metavar="FILE")
     report.add_argument("--bundle", type=Path, metavar="FILE", help="where to write the bundle")
     report.add_argument("--page", choices=("A4", "Letter"), default="A4", help="paper size")
-    report.add_argument("--by", metavar="NAME", help="generating user (default: your OS account)")
     report.set_defaults(handler=run_report)
 
 
@@ -36,7 +34,6 @@ def _add_export(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     export.add_argument("batch_id", metavar="BATCH")
     export.add_argument("--out", type=Path, required=True, metavar="FILE")
-    export.add_argument("--by", metavar="NAME", help="generating user (default: your OS account)")
     export.set_defaults(handler=run_export)
 
 
@@ -65,10 +62,6 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         help="batches and audit trail ranges nobody has signed a review for",
     )
     unreviewed.set_defaults(handler=run_unreviewed)
-
-
-def _who(args: argparse.Namespace) -> str:
-    return str(args.by) if args.by else f"{getpass.getuser()} (OS account)"
 
 
 def _batch_engine(site: Any) -> Any:
@@ -104,42 +97,39 @@ def _batch_id(args: argparse.Namespace) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from hmi.audit.chain import SYSTEM
     from hmi.batch.errors import BatchNotFound
+    from hmi.commands.acting import acting_user
     from hmi.ebr.assemble import EbrError
-    from hmi.site import open_site
 
-    site = open_site(data_dir(args), upgrade=False)
-    try:
+    with acting_user(args, "audit.export", what="QA or administrator") as acting:
         try:
-            result = _copies(site).export(
-                _batch_id(args), args.out, actor=SYSTEM, generated_by=_who(args)
+            result = _copies(acting.site).export(
+                _batch_id(args), args.out, actor=acting.actor, generated_by=acting.who
             )
         except (BatchNotFound, EbrError) as exc:
             raise CommandError(str(exc), 2) from None
         print(f"Exported batch record {_batch_id(args)} to {result.bundle}")
         print(f"  bundle SHA-256: {result.sha256}")
-        print(f"  verify with: hmi audit verify --bundle {result.bundle}")
+        print(
+            f"  verify with: hmi audit verify --bundle {result.bundle}"
+            f" --trust-key {acting.site.settings.public_key_path}"
+        )
         return 0
-    finally:
-        site.close()
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from hmi.audit.chain import SYSTEM
     from hmi.batch.errors import BatchNotFound
+    from hmi.commands.acting import acting_user
     from hmi.ebr.assemble import EbrError
-    from hmi.site import open_site
 
-    site = open_site(data_dir(args), upgrade=False)
-    try:
+    with acting_user(args, "audit.export", what="QA or administrator") as acting:
         try:
-            result = _copies(site).report(
+            result = _copies(acting.site).report(
                 _batch_id(args),
                 args.pdf,
                 bundle=args.bundle,
-                actor=SYSTEM,
-                generated_by=_who(args),
+                actor=acting.actor,
+                generated_by=acting.who,
                 page_format=args.page,
             )
         except (BatchNotFound, EbrError) as exc:
@@ -147,8 +137,6 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"Printed batch record {_batch_id(args)} to {result.pdf} ({result.pages} pages)")
         print(f"  from bundle {result.bundle} (SHA-256 {result.sha256})")
         return 0
-    finally:
-        site.close()
 
 
 def run_verify(args: argparse.Namespace) -> int:

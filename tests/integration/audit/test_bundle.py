@@ -16,9 +16,13 @@ from hmi.cli import main
 from hmi.site import Site
 from tests.helpers.audit import add_events
 
+from .conftest import Exporter
+
 
 @pytest.fixture
-def bundle(site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+def bundle(
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str], exporter: Exporter
+) -> Path:
     add_events(site, 25)
     site.audit.checkpoint("test")
     (tmp_path / "export").mkdir()
@@ -42,17 +46,19 @@ def test_bundle_verifies_on_another_machine_without_the_database(
     assert "INTACT" in capsys.readouterr().out
     report, contents = read_bundle(copy, trust=trusted_keys([pub]))
     assert report.ok
-    assert len(contents.events) == 27 and contents.checkpoints
+    assert len(contents.events) == contents.header["events"] >= 27 and contents.checkpoints
+    assert contents.header["exported_by"]["user_id"] == "ada"
 
 
 def test_every_line_edit_is_caught_and_located(bundle: Path) -> None:
     lines = bundle.read_bytes().split(b"\n")
-    event_line = next(i for i, line in enumerate(lines) if b'"seq":12,' in line)
+    event_line = next(i for i, line in enumerate(lines) if b'"new_value":"10"' in line)
+    seq = json.loads(lines[event_line])["seq"]
     lines[event_line] = lines[event_line].replace(b'"new_value":"10"', b'"new_value":"17"')
     bundle.write_bytes(b"\n".join(lines))
     report, _ = read_bundle(bundle)
     found = {(p.kind, p.seq) for p in report.problems}
-    assert (Kind.MODIFIED, 12) in found
+    assert (Kind.MODIFIED, seq) in found
     assert any("does not match its signed SHA-256" in p.message for p in report.problems)
 
 
@@ -83,7 +89,7 @@ def test_untrusted_key_is_flagged(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_range_export_and_csv(
-    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str], exporter: Exporter
 ) -> None:
     add_events(site, 5)
     out = tmp_path / "range.bundle"
@@ -132,3 +138,30 @@ def test_not_a_bundle(tmp_path: Path) -> None:
     junk.write_text(json.dumps({"format": "something else"}) + "\n")
     with pytest.raises(BundleError, match="not an audit bundle"):
         read_bundle(junk)
+
+
+def test_export_is_attributed_to_the_logged_in_user(
+    site: Site, tmp_path: Path, exporter: Exporter, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from sqlalchemy import text
+
+    out = tmp_path / "who.bundle"
+    assert main(["audit", "export", "--data", str(site.data_dir), "--out", str(out)]) == 0
+    assert exporter.logins == 1
+    with site.engine.connect() as conn:
+        actor = conn.execute(
+            text("SELECT actor_id FROM audit_event WHERE action = 'audit.exported'")
+        ).scalar_one()
+    assert actor == "ada"
+    # A wrong password: no copy, and the failure is recorded.
+    monkeypatch.setattr("hmi.commands.users.ask_secret", lambda _prompt: "not the password")
+    denied = tmp_path / "denied.bundle"
+    assert main(["audit", "export", "--data", str(site.data_dir), "--out", str(denied)]) == 1
+    assert not denied.exists()
+    assert "Traceback" not in capsys.readouterr().err
+    with site.engine.connect() as conn:
+        failed = conn.execute(
+            text("SELECT COUNT(*) FROM audit_event WHERE action = 'auth.login.failed'")
+        ).scalar()
+    assert failed == 1

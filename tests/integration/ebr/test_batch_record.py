@@ -19,6 +19,7 @@ from hmi.audit import canonical
 from hmi.audit.bundle import BUNDLE_TAG, read_bundle
 from hmi.audit.chain import Actor
 from hmi.audit.checkpoint import WitnessFile
+from hmi.auth.totp import code_at
 from hmi.batch.engine import BatchEngine
 from hmi.ebr.bundle import manifest_message, read_batch_bundle
 from hmi.ebr.copies import BatchRecordCopies
@@ -179,7 +180,23 @@ async def test_batch_record_pdf_bundle_tamper_and_review(
     assert any("(ebr.value value_id" in m and "differs from the correction" in m for m in messages)
     assert not any("manifest" in m or "edited after export" in m for m in messages)
 
-    # The command line: export, verify, report, unreviewed.
+    # The command line: export, verify, report, unreviewed. Copies are made by a logged-in
+    # QA user (answered at the prompts on the test's clock), who is named on them.
+    qa = driver.people["qa1"]
+    clock = driver.people.clock
+
+    def answer(prompt: str) -> str:
+        if "user ID" in prompt:
+            return qa.user_id
+        if prompt.startswith("Password"):
+            return qa.password
+        assert qa.totp_secret is not None and "code" in prompt.lower(), prompt
+        clock.advance(30)
+        return code_at(qa.totp_secret, clock.now())
+
+    monkeypatch.setattr("hmi.site.SystemClock", lambda: clock)
+    monkeypatch.setattr("hmi.commands.users.ask", answer)
+    monkeypatch.setattr("hmi.commands.users.ask_secret", answer)
     data = ["--data", str(site.data_dir)]
     out = tmp_path / "cli.jsonl"
     capsys.readouterr()
@@ -195,6 +212,8 @@ async def test_batch_record_pdf_bundle_tamper_and_review(
     letter = tmp_path / "letter.pdf"
     assert cli.main(["ebr", "report", BATCH, "--pdf", str(letter), "--page", "Letter", *data]) == 0
     assert letter.exists() and "pages" in capsys.readouterr().out
+    first_page = PdfReader(letter).pages[0].extract_text()
+    assert f"({qa.user_id})" in first_page  # the generating user is the one who logged in
     assert cli.main(["ebr", "export", "NOPE-1", "--out", str(out), *data]) == 2
     assert cli.main(["ebr", "unreviewed", *data]) == 0
     listing = capsys.readouterr().out

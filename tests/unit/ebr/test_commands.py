@@ -17,8 +17,8 @@ def test_batch_actions_parse_into_their_handlers() -> None:
     args = parser.parse_args(["report", "b-1", "--pdf", "r.pdf", "--page", "Letter"])
     assert args.handler is ebr.run_report and (args.batch_id, args.page) == ("b-1", "Letter")
     assert ebr._batch_id(args) == "B-1"
-    args = parser.parse_args(["export", "B-1", "--out", "b.jsonl", "--by", "Zoë"])
-    assert args.handler is ebr.run_export and ebr._who(args) == "Zoë"
+    args = parser.parse_args(["export", "B-1", "--out", "b.jsonl"])
+    assert args.handler is ebr.run_export and ebr._batch_id(args) == "B-1"
 
 
 def test_ebr_command_registers_every_action() -> None:

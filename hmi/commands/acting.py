@@ -1,0 +1,51 @@
+"""Commands that produce or change records act as an authenticated user, so the record says
+who did it (21 CFR 11.10(e), ALCOA+ attributable), never just "the OS account"."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hmi.audit.chain import Actor
+    from hmi.auth.services import AuthServices
+    from hmi.auth.sessions import Session
+    from hmi.site import Site
+
+
+@dataclass
+class Acting:
+    """An open site and the authenticated user a command acts for."""
+
+    site: Site
+    auth: AuthServices
+    session: Session
+    actor: Actor
+
+    @property
+    def who(self) -> str:
+        """The acting user as printed on copies: full name and user ID."""
+        return f"{self.session.full_name} ({self.session.user_id})"
+
+
+@contextmanager
+def acting_user(args: argparse.Namespace, action: str, *, what: str) -> Iterator[Acting]:
+    """Log a user in at the prompt, check they may do ``action`` (refusals are recorded),
+    and log them out afterwards."""
+    from hmi.commands.users import login_interactively, open_auth, translate_errors
+
+    site, auth = open_auth(args)
+    try:
+        with translate_errors():
+            session = login_interactively(auth, what=what)
+        try:
+            with translate_errors():
+                actor = auth.sessions.authorize(session, action)
+            yield Acting(site, auth, session, actor)
+        finally:
+            auth.sessions.logout(session)
+    finally:
+        site.close()
