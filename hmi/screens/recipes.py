@@ -126,6 +126,12 @@ class RecipesScreen(HmiScreen):
             return
         pattern = self.ctx.batches.settings.batch_number_pattern if self.ctx.batches else ""
 
+        def check_number(text: str) -> str | None:
+            number = text.strip().upper()
+            if pattern and not re.match(pattern, number):
+                return f"'{number}' is not a valid batch number: 3-32 letters, digits or '-'."
+            return None
+
         def answered(values: dict[str, str] | None) -> None:
             session, batches = self.ctx.session, self.ctx.batches
             if values is None or session is None or batches is None:
@@ -144,7 +150,7 @@ class RecipesScreen(HmiScreen):
         self.app.push_screen(
             FormDialog(
                 f"Start a batch of {row.recipe_id} v{row.version}",
-                [Field("batch", "Batch number (e.g. B-2026-0001)")],
+                [Field("batch", "Batch number (e.g. B-2026-0001)", check=check_number)],
                 note=row.name,
             ),
             answered,

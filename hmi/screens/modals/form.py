@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,6 +20,8 @@ class Field:
     label: str
     password: bool = False
     value: str = ""
+    check: Callable[[str], str | None] | None = None
+    """Returns a sentence saying what is wrong, or None: shown in the dialog as you type."""
 
 
 class FormDialog(ModalScreen[dict[str, str] | None]):
@@ -66,12 +68,33 @@ class FormDialog(ModalScreen[dict[str, str] | None]):
         else:
             self.action_submit()
 
+    def _problem(self, values: dict[str, str]) -> tuple[Field, str] | None:
+        for f in self.fields:
+            if f.check is not None and values[f.name].strip():
+                problem = f.check(values[f.name])
+                if problem:
+                    return f, problem
+        return None
+
+    @on(Input.Changed)
+    def _check_as_typed(self) -> None:
+        values = {f.name: self.query_one(f"#field-{f.name}", Input).value for f in self.fields}
+        found = self._problem(values)
+        self.query_one("#form-message", Static).update(found[1] if found else "")
+
     @on(Button.Pressed, "#ok")
     def action_submit(self) -> None:
         values = {f.name: self.query_one(f"#field-{f.name}", Input).value for f in self.fields}
-        missing = [f.label for f in self.fields if not values[f.name].strip()]
+        missing = [f for f in self.fields if not values[f.name].strip()]
         if missing:
-            self.query_one("#form-message", Static).update(f"Fill in: {', '.join(missing)}.")
+            labels = ", ".join(f.label for f in missing)
+            self.query_one("#form-message", Static).update(f"Fill in: {labels}.")
+            self.query_one(f"#field-{missing[0].name}", Input).focus()
+            return
+        found = self._problem(values)
+        if found:
+            self.query_one("#form-message", Static).update(found[1])
+            self.query_one(f"#field-{found[0].name}", Input).focus()
             return
         self.dismiss(values)
 
