@@ -32,6 +32,10 @@ async def wait_until(pilot: Pilot[None], check: Any, what: str, timeout: float =
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}; screen {pilot.app.screen}")
         await pilot.pause(0.05)
+    # A screen is current before its widgets have finished mounting: let them.
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
 
 
 async def fill(pilot: Pilot[None], values: dict[str, str]) -> None:

@@ -8,12 +8,19 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from hmi.screens.context import DemoAccount
 from tests.ui.conftest import Kiosk
 from tests.ui.helpers import login, settle
 
 SIZE = (80, 24)
+
+
+@pytest.fixture(autouse=True)
+def steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blinking cursor is caught on or off at random: keep it on for the pictures."""
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
 FIXED_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 BANNER = (
     DemoAccount("operator", "operator", "copper-lantern-meadow-42"),
