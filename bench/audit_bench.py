@@ -160,7 +160,7 @@ def main() -> None:
     site.audit.checkpoint("bench")
     trusted = trusted_keys([site.settings.public_key_path])
     witness = WitnessFile(site.settings.witness_path)
-    state = VerifyState(base / "state.json")
+    state = VerifyState(base / "state.json", site.signer)
     bare_rate_v = bare_verify_rate(workers, 6000)
     start = time.perf_counter()
     report = verify_database(
