@@ -78,10 +78,10 @@ async def kiosk(root: Path, sim: SimulatorThread) -> tuple[Site, BatchEngine, Dr
     auth = auth_services(site)
     people = People.create(auth, clock)
     recipes = import_and_approve(site, auth, people)
-    supervisor = people.login("sup1")
+    trainer = people.login("qa1")
     for user in ("op1", "sup1"):
-        record_training(site, supervisor, user, RECIPE_ID)
-    auth.sessions.logout(supervisor)
+        record_training(auth, trainer, user, RECIPE_ID)
+    auth.sessions.logout(trainer)
     gateway = gateway_for(client, sim.endpoint, trusted, password)
     await gateway.connect()
     engine = build_engine(site, auth, recipes, gateway, alarms=build_alarms(site, auth))

@@ -94,10 +94,10 @@ async def build(site: Site, steps: int, events: int) -> BatchEngine:
     )  # fmt: skip
     importer = people.login("sup1")
     recipes.import_text(importer, recipe_text(steps), "bench.toml")
-    for user in ("op1", "sup1"):
-        record_training(site, importer, user, RECIPE_ID)
     qa = people["qa1"]
     session = people.login(qa)
+    for user in ("op1", "sup1"):
+        record_training(auth, session, user, RECIPE_ID)
     recipes.approve(
         session, RECIPE_ID, 1, password=qa.password, user_id=qa.user_id,
         totp=people.code(qa), accept_statement=True,

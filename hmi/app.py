@@ -32,6 +32,7 @@ from hmi.auth.services import AuthServices, build_auth_services
 from hmi.auth.sessions import LockCause, Session, SessionState
 from hmi.batch.engine import BatchEngine
 from hmi.batch.model import DeviationInfo, DeviationStatus
+from hmi.maintenance.service import ServiceModeService
 from hmi.plc.gateway import PlcGateway
 from hmi.plc.types import ConnectionState, ConnectionStateChanged, PlcAlarmEvent, TagValuesChanged
 from hmi.screens.alarms import AlarmsScreen
@@ -101,6 +102,10 @@ SCREENS: dict[str, ScreenSpec] = {
     "users": ScreenSpec("Users", ("user.manage", "user.review"), UsersScreen),
 }
 
+RECOVERY_WAIT_S = 10.0
+"""How long a restarted terminal waits for the PLC before it recovers the batch in progress
+without it (and so holds a running blend from the HMI side)."""
+
 #: Where a user lands after login: the first of these their role may open.
 HOME_ORDER = ("overview", "qa", "users", "audit", "recipes")
 
@@ -140,8 +145,10 @@ class HmiApp(App[None]):
         gateway_factory: Callable[[], PlcGateway] | None = None,
         plc_ready: Callable[[], Awaitable[None]] | None = None,
         prepare: Callable[[], Sequence[DemoAccount]] | None = None,
+        recovery_wait_s: float = RECOVERY_WAIT_S,
     ) -> None:
         super().__init__()
+        self.recovery_wait_s = recovery_wait_s
         self.prepare = prepare
         self.ctx = ctx
         self.watch_idle = watch_idle
@@ -160,7 +167,11 @@ class HmiApp(App[None]):
         self.push_screen(LoginScreen(self.ctx))
         if self.ctx.gateway is not None or self.gateway_factory is not None:
             self.ctx.plc_state = ConnectionState.CONNECTING
-            self.consume_plc()
+            # after the login screen is painted (loading asyncua competes with the first
+            # paint); recovers the batch in progress once the PLC is attached
+            self.call_after_refresh(self.consume_plc)
+        else:
+            self.recover_batch()
         if self.watch_idle:
             self.set_interval(1.0, self.check_idle_lock)
         if self.ctx.batches is not None:
@@ -189,6 +200,7 @@ class HmiApp(App[None]):
                 self.ctx.gateway = await asyncio.to_thread(self.gateway_factory)
         except Exception as exc:
             self._plc_unavailable(str(exc))
+            self.recover_batch()
             return
         gateway = self.ctx.gateway
         assert gateway is not None
@@ -196,9 +208,13 @@ class HmiApp(App[None]):
             # created after the first paint: the engine (and its PLC link) learn of it now
             self.ctx.batches.plc = gateway
             self.ctx.batches.link.plc = gateway
+        if self.ctx.maintenance is not None:
+            self.ctx.maintenance.plc = gateway
+        if self.ctx.batches is not None:
             self.run_worker(self.ctx.batches.monitor(), group="monitor", exit_on_error=False)
         stream = gateway.events()
         connect = asyncio.create_task(self._connect())
+        self.recover_batch()
         try:
             async for event in stream:
                 if isinstance(event, TagValuesChanged):
@@ -214,6 +230,33 @@ class HmiApp(App[None]):
         finally:
             stream.close()
             connect.cancel()
+
+    @work(group="recovery", exclusive=True, exit_on_error=False)
+    async def recover_batch(self) -> None:
+        """After a restart: the engine reconciles the batch in progress with the PLC (or holds
+        it when the PLC does not connect in time) and records the restart; the screens follow."""
+        batches = self.ctx.batches
+        if batches is None:
+            return
+        try:
+            info = await batches.recover_at_start(self.recovery_wait_s)
+        except Exception as exc:
+            log.exception("batch recovery failed")
+            self.notify(describe_error(exc), severity="error", timeout=15)
+            return
+        if info is None:
+            return
+        step = min(info.current_step + 1, info.step_count)
+        held = f" - HELD: {info.hold_reason}" if info.status.value == "held" else ""
+        self.notify(
+            f"Batch {info.batch_id} recovered after a restart at step {step}/{info.step_count}"
+            + held,
+            severity="warning" if held else "information",
+            timeout=15,
+        )
+        self.refresh_status()
+        if isinstance(self.screen, BatchRunScreen):
+            self.screen.reload()
 
     async def _record_alarm(self, event: PlcAlarmEvent | ConnectionStateChanged) -> None:
         """The alarm service records the transition (off the UI loop, in order)."""
@@ -548,6 +591,7 @@ def make_app(
     tz: tzinfo | None = None,
     argon2: Argon2Parameters | None = None,
     watch_idle: bool = True,
+    recovery_wait_s: float = RECOVERY_WAIT_S,
 ) -> HmiApp:
     """Build the services of an opened site and the App that shows them."""
     from hmi.recipe.service import RecipeService
@@ -582,10 +626,12 @@ def make_app(
         settings=batch_settings,
         alarms=alarms,
     )
+    maintenance = ServiceModeService(batches, site.audit, site.clock, auth.sessions, gateway)
     ctx = HmiContext(
         site=site,
         alarms=alarms,
         batches=batches,
+        maintenance=maintenance,
         auth=auth,
         clock=site.clock,
         recipes=recipes,
@@ -599,6 +645,7 @@ def make_app(
         gateway_factory=gateway_factory,
         plc_ready=plc_ready,
         prepare=prepare,
+        recovery_wait_s=recovery_wait_s,
     )
 
 

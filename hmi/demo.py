@@ -15,16 +15,13 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import insert
-
 from hmi.auth.passwords import Argon2Parameters
 from hmi.auth.roles import Role, roles_require_totp
 from hmi.auth.services import AuthServices, build_auth_services
 from hmi.auth.sessions import Session
-from hmi.auth.tables import user_training
 from hmi.auth.totp import code_at, code_for_step, new_secret, step_at
 from hmi.auth.users import IdentityVerification
-from hmi.clock import ManualClock, to_utc_text
+from hmi.clock import ManualClock
 from hmi.recipe.service import RecipeService
 from hmi.site import Site
 
@@ -108,7 +105,8 @@ def approve_recipes(
     trainees: tuple[str, ...] = (),
 ) -> list[str]:
     """The demo supervisor imports the shipped recipes and the demo QA approves them (four
-    eyes); returns what was approved.
+    eyes) and records the ``trainees`` as trained on them (through the training service, so
+    the audit trail shows ``training.recorded``); returns what was approved.
 
     Every login and approval needs a fresh authenticator code (a code is never accepted
     twice), so the seeding clock moves one 30-second step before each of them.
@@ -119,13 +117,14 @@ def approve_recipes(
         importer.user_id, importer.password, code_at(importer.totp_secret, clock.now())
     )
     drafts = []
+    recipe_ids: list[str] = []
     try:
         for path in files:
             info = recipes.import_file(session, path).info
             if info.status.value == "draft":
                 drafts.append(info)
-            for trainee in trainees:
-                record_training(auth, session, trainee, info.recipe_id)
+            if info.recipe_id not in recipe_ids:
+                recipe_ids.append(info.recipe_id)
     finally:
         auth.sessions.logout(session)
     clock.advance(STEP)
@@ -144,38 +143,20 @@ def approve_recipes(
                 accept_statement=True,
             )
             approved.append(f"{info.recipe_id} v{info.version}")
+        for recipe_id in recipe_ids:
+            for trainee in trainees:
+                record_training(auth, session, trainee, recipe_id)
     finally:
         auth.sessions.logout(session)
     return approved
 
 
 def record_training(auth: AuthServices, session: Session, user_id: str, recipe_id: str) -> None:
-    """Record that ``user_id`` is trained on every version of ``recipe_id`` (demo set-up: the
-    product has no training screen yet; the batch engine's training gate reads these rows)."""
-    actor = auth.sessions.authorize(session, "training.record", entity=("user", user_id))
-    audit = auth.sessions.audit
-    now = auth.sessions.clock.now()
-    with audit.transaction() as conn:
-        conn.execute(
-            insert(user_training).values(
-                user_id=user_id,
-                recipe_id=recipe_id,
-                recipe_version=None,
-                status="trained",
-                trained_by=actor.user_id,
-                ts=to_utc_text(now),
-                evidence="demo account: trained by definition",
-                session_id=actor.session_id,
-                terminal_id=audit.terminal_id,
-            )
-        )
-        audit.record(
-            conn,
-            "training.recorded",
-            actor,
-            entity=("user", user_id),
-            details={"recipe_id": recipe_id, "recipe_version": None, "demo": True},
-        )
+    """Record that ``user_id`` is trained on every version of ``recipe_id`` (demo set-up, by
+    another person than the trainee: the training service refuses one's own training)."""
+    auth.training.record(
+        session, user_id, recipe_id, evidence="demo account: trained by definition"
+    )
 
 
 def seed_demo_site(

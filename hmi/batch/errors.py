@@ -81,5 +81,9 @@ class ReleaseBlocked(BatchError):
         self.problems = tuple(problems)
 
 
+class EquipmentInServiceMode(BatchError):
+    """The equipment is in service mode (maintenance): production actions wait until it exits."""
+
+
 class PlcCommandFailed(BatchError):
     """The PLC refused a command or its outcome is unknown; intent and result are recorded."""

@@ -53,6 +53,9 @@ class PlcLink:
         self.audit = audit
         self.clock = clock
         self.settings = settings
+        #: The equipment mode as last read from the PLC (``None`` until read): what a
+        #: synchronous check (starting a batch) can know without a round trip.
+        self.last_mode: str | None = None
 
     @property
     def gateway(self) -> PlcGateway:
@@ -80,7 +83,18 @@ class PlcLink:
             raise StepNotReady(f"cannot read {tag} from the PLC: {exc}") from exc
         if not update_.good:
             raise StepNotReady(f"{tag} from the PLC is not usable: {update_.reason}")
+        if tag == "mode":
+            self.last_mode = str(update_.value)
         return update_
+
+    async def mode_or_none(self) -> str | None:
+        """The equipment mode now (``production``/``service``), ``None`` when not readable."""
+        if self.plc is None or self.plc.state is not ConnectionState.CONNECTED:
+            return None
+        try:
+            return str((await self.read("mode")).value)
+        except BatchError:
+            return None
 
     async def wait_state(self, states: set[str]) -> str:
         loop = asyncio.get_running_loop()

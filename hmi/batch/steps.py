@@ -27,6 +27,7 @@ from hmi.batch.errors import (
     BatchStateError,
     CosignRefused,
     DeviationOpen,
+    EquipmentInServiceMode,
     NotTrained,
     PlcCommandFailed,
     SignatureProblem,
@@ -73,6 +74,11 @@ from hmi.recipe.model import (
 )
 from hmi.recipe.units import convert
 
+SERVICE_MODE = "service"
+IN_SERVICE_MESSAGE = (
+    "the blender is in service mode (maintenance): production is unavailable until it exits"
+)
+
 
 class StepExecution(EngineCore):
     """Start a batch; start and complete its steps; correct values; change parameters."""
@@ -95,6 +101,9 @@ class StepExecution(EngineCore):
             details={"recipe_id": recipe_id, "version": version},
         )
         base = {"recipe_id": recipe_id, "version": version}
+        if self.link.last_mode == SERVICE_MODE:
+            self._refuse(actor, "batch.start.refused", entity, "equipment in service mode", base)
+            raise EquipmentInServiceMode(IN_SERVICE_MESSAGE)
         if not self.settings.batch_number_ok(number):
             self._refuse(actor, "batch.start.refused", entity, "batch number format", base)
             raise BatchNumberInvalid(
@@ -188,6 +197,7 @@ class StepExecution(EngineCore):
             details={"step_id": step_id, "operation": "start"},
         )
         info, recipe, index = self._ready_for_step(actor, batch_id, step_id, operation="start")
+        await self._not_in_service_mode(actor, batch_id, step_id, "start")
         step = recipe.steps[index]
         with read_only(self.engine) as conn:
             existing = self._step_row(conn, batch_id, index)
@@ -289,6 +299,7 @@ class StepExecution(EngineCore):
             details={"step_id": step_id},
         )
         info, recipe, index = self._ready_for_step(actor, batch_id, step_id, operation="complete")
+        await self._not_in_service_mode(actor, batch_id, step_id, "complete")
         step = recipe.steps[index]
         with read_only(self.engine) as conn:
             step_row = self._step_row(conn, batch_id, index)
@@ -341,6 +352,26 @@ class StepExecution(EngineCore):
             raise StepOutOfOrder(f"step '{step.title}' was already completed")
         self._changed()
         return self.current_step(batch_id)
+
+    async def equipment_mode(self) -> str | None:
+        """The mode the PLC reports now (``production``/``service``; ``None`` if unreadable).
+
+        Also what :meth:`start_batch` (synchronous) goes by: the last mode read."""
+        return await self.link.mode_or_none()
+
+    async def _not_in_service_mode(
+        self, actor: Actor, batch_id: str, step_id: str, operation: str
+    ) -> None:
+        """Production waits while maintenance has the equipment (refusal recorded)."""
+        if await self.link.mode_or_none() == SERVICE_MODE:
+            self._refuse(
+                actor,
+                "batch.step.refused",
+                (BATCH_RECORD, batch_id),
+                "equipment in service mode",
+                {"step_id": step_id, "operation": operation},
+            )
+            raise EquipmentInServiceMode(IN_SERVICE_MESSAGE)
 
     def _ready_for_step(
         self, actor: Actor, batch_id: str, step_id: str, *, operation: str

@@ -3,6 +3,7 @@ during a step) and recovery after the HMI process died."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ from hmi.recipe.model import (
     RunStep,
 )
 
+_CONNECT_POLL_S = 0.05
+
 
 @dataclass
 class _Monitored:
@@ -81,6 +84,21 @@ class _RunContext:
 
 class RunSupervision(EngineCore):
     """Live monitoring during the run, alarm deviations and crash recovery."""
+
+    async def recover_at_start(self, wait_s: float) -> BatchInfo | None:
+        """At start-up, when the PLC connects in the background: give it ``wait_s`` seconds to
+        connect, then :meth:`recover`. A PLC still not connected by then counts as unreachable
+        (the run is held from the HMI side with a deviation); with no batch in progress
+        nothing waits and nothing is recorded."""
+        if self.active_batch() is None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while loop.time() < deadline and (
+            self.plc is not None and self.plc.state is not ConnectionState.CONNECTED
+        ):
+            await asyncio.sleep(_CONNECT_POLL_S)
+        return await self.recover()
 
     async def recover(self) -> BatchInfo | None:
         """At start-up: find the batch in progress, reconcile with the PLC, record the restart.

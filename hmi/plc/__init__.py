@@ -2,9 +2,17 @@
 
 Services depend on :class:`PlcGateway`; :class:`AsyncuaGateway` is the OPC UA implementation,
 configured by :class:`PlcSettings` (``[plc]`` in hmi.toml) including the tag map.
+
+
+:class:`AsyncuaGateway` is imported on first use (``from hmi.plc import AsyncuaGateway`` still
+works): asyncua takes most of a second to import, and the services only need the protocol and
+the types, so the terminal paints its login screen before the OPC UA client is loaded.
 """
 
-from hmi.plc.asyncua_gateway import AsyncuaGateway
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from hmi.plc.certificates import (
     describe_certificate,
     ensure_client_certificate,
@@ -41,6 +49,20 @@ from hmi.plc.types import (
     TagValue,
     TagValuesChanged,
 )
+
+if TYPE_CHECKING:
+    from hmi.plc.asyncua_gateway import AsyncuaGateway
+
+
+def __getattr__(name: str) -> Any:
+    """Load the OPC UA implementation when it is first asked for (PEP 562)."""
+    if name == "AsyncuaGateway":
+        from hmi.plc.asyncua_gateway import AsyncuaGateway
+
+        globals()[name] = AsyncuaGateway
+        return AsyncuaGateway
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "COMM_LOSS_ALARM",

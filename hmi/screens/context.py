@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from hmi.alarms.service import AlarmService
     from hmi.auth.services import AuthServices
     from hmi.batch.engine import BatchEngine
+    from hmi.maintenance.service import ServiceModeService
     from hmi.plc.gateway import PlcGateway
     from hmi.recipe.service import RecipeService
     from hmi.site import Site
@@ -60,6 +61,7 @@ class HmiContext:
     gateway: PlcGateway | None = None
     batches: BatchEngine | None = None
     alarms: AlarmService | None = None
+    maintenance: ServiceModeService | None = None
     demo_accounts: tuple[DemoAccount, ...] = ()
     tz: tzinfo | None = None
     plc_state: ConnectionState = ConnectionState.DISCONNECTED

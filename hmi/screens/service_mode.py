@@ -2,12 +2,15 @@
 calibration check; production is unavailable meanwhile; exit returns the blender to a safe
 state. Every step is recorded (intent before the PLC command, result after).
 
-The permission check and the records go through the session and audit services; the PLC's
-own mode interlocks (jog and calibration only in service mode) are the equipment's.
+The rules (maintenance role with TOTP, no batch in progress, intent and result of every PLC
+command recorded) are :class:`~hmi.maintenance.service.ServiceModeService`'s; this screen only
+asks for the values and shows the outcome. The PLC's own mode interlocks (jog and calibration
+only in service mode) are the equipment's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from textual import work
@@ -15,6 +18,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
+from hmi.auth.sessions import Session
+from hmi.maintenance.service import ServiceModeService
 from hmi.plc.types import TagValue
 from hmi.screens.base import HmiScreen
 from hmi.screens.errors import describe_error
@@ -45,6 +50,7 @@ class ServiceModeScreen(HmiScreen):
         yield Static("", id="service-message", classes="message")
 
     def on_mount(self) -> None:
+        self._sync()
         self._show_state()
         self.on_plc_values()
 
@@ -83,36 +89,18 @@ class ServiceModeScreen(HmiScreen):
         message.set_class(error, "error")
         message.update(text)
 
-    # -- recording and commanding -----------------------------------------------------------
+    # -- calling the service ----------------------------------------------------------------
 
-    async def _command(self, what: str, method: str, *args: TagValue) -> tuple[TagValue, ...]:
-        """Record the intent, call the PLC, record the result (also when it fails)."""
-        session, gateway = self.ctx.session, self.ctx.gateway
-        if session is None or gateway is None:
-            raise RuntimeError("no PLC connection on this terminal")
-        audit = self.ctx.site.audit
-        actor = self.ctx.auth.sessions.authorize(
-            session, "service_mode.enter", entity=("equipment", "blender")
-        )
-        details = {
-            "command": method,
-            "arguments": [str(a) for a in args],
-            "work_order": self.work_order,
-        }
-        audit.record_now("service_mode.command.requested", actor, details=details)
-        try:
-            result = await gateway.call(method, *args)
-        except Exception as exc:
-            audit.record_now(
-                "service_mode.command.failed", actor, details={**details, "error": str(exc)}
-            )
-            raise
-        audit.record_now(
-            "service_mode.command.done",
-            actor,
-            details={**details, "what": what, "result": [str(r) for r in result]},
-        )
-        return result
+    def _service(self) -> tuple[ServiceModeService, Session]:
+        service, session = self.ctx.maintenance, self.ctx.session
+        if service is None or session is None:
+            raise RuntimeError("service mode is not available on this terminal")
+        return service, session
+
+    def _sync(self) -> None:
+        service = self.ctx.maintenance
+        self.ctx.service_mode = service is not None and service.active
+        self.work_order = service.work_order if service is not None else ""
 
     def action_enter(self) -> None:
         self.app.push_screen(
@@ -129,36 +117,13 @@ class ServiceModeScreen(HmiScreen):
 
     @work(group="service-mode", exclusive=True, exit_on_error=False)
     async def _enter(self, values: dict[str, str]) -> None:
-        session, batches = self.ctx.session, self.ctx.batches
-        if session is None:
-            return
         try:
-            actor = self.ctx.auth.sessions.authorize(
-                session, "service_mode.enter", entity=("work_order", values["work_order"])
-            )
-            if batches is not None and batches.active_batch() is not None:
-                self.ctx.site.audit.record_now(
-                    "service_mode.refused",
-                    actor,
-                    reason="a batch is in progress",
-                    details={"work_order": values["work_order"]},
-                )
-                raise ValueError("a batch is in progress: finish or abort it first")
-            self.work_order = values["work_order"]
-            await self._command("enter", "set_mode", "service")
-            self.ctx.site.audit.record_now(
-                "service_mode.entered",
-                actor,
-                entity=("work_order", self.work_order),
-                reason=values["reason"],
-                field="mode",
-                old_value="production",
-                new_value="service",
-            )
-            self.ctx.service_mode = True
+            service, session = self._service()
+            await service.enter(session, values["reason"], values["work_order"])
             self.say("Service mode entered.")
         except Exception as exc:
             self.say(describe_error(exc), error=True)
+        self._sync()
         self._show_state()
 
     def action_jog(self) -> None:
@@ -175,21 +140,28 @@ class ServiceModeScreen(HmiScreen):
         except ValueError:
             self.say("The jog speed is a number of rpm.", error=True)
             return
-        self._run("jog", "jog", speed)
+        self._run("jog", lambda service, session: service.jog(session, speed))
 
     def action_open_valve(self) -> None:
-        self._run("open valve", "discharge")
+        self._run("open valve", lambda service, session: service.open_valve(session))
 
     def action_close_valve(self) -> None:
-        self._run("close valve", "close_valve")
+        self._run("close valve", lambda service, session: service.close_valve(session))
 
     def action_calibration(self) -> None:
-        self._run("load-cell calibration check", "calibration_check")
+        self._run(
+            "load-cell calibration check",
+            lambda service, session: service.calibration_check(session),
+        )
 
     @work(group="service-mode", exclusive=True, exit_on_error=False)
-    async def _run(self, what: str, method: str, *args: TagValue) -> None:
+    async def _run(
+        self,
+        what: str,
+        call: Callable[[ServiceModeService, Session], Awaitable[tuple[TagValue, ...]]],
+    ) -> None:
         try:
-            result = await self._command(what, method, *args)
+            result = await call(*self._service())
             shown = ", ".join(str(r) for r in result)
             self.say(f"{what.capitalize()}: done{' - ' + shown if shown else ''}.")
         except Exception as exc:
@@ -201,26 +173,11 @@ class ServiceModeScreen(HmiScreen):
     @work(group="service-mode", exclusive=True, exit_on_error=False)
     async def _exit(self) -> None:
         """Back to a safe state: drum stopped, valve closed, production mode."""
-        session = self.ctx.session
-        if session is None:
-            return
         try:
-            await self._command("stop jog", "jog", 0.0)
-            await self._command("close valve", "close_valve")
-            await self._command("exit", "set_mode", "production")
-            actor = self.ctx.auth.sessions.authorize(
-                session, "service_mode.enter", entity=("work_order", self.work_order)
-            )
-            self.ctx.site.audit.record_now(
-                "service_mode.exited",
-                actor,
-                entity=("work_order", self.work_order),
-                field="mode",
-                old_value="service",
-                new_value="production",
-            )
-            self.ctx.service_mode = False
+            service, session = self._service()
+            await service.exit(session)
             self.say("Back in production mode; the drum is stopped and the valve closed.")
         except Exception as exc:
             self.say(describe_error(exc), error=True)
+        self._sync()
         self._show_state()

@@ -118,10 +118,10 @@ def people(auth: AuthServices, clock: ManualClock) -> People:
 @pytest.fixture
 def recipes(site: Site, auth: AuthServices, people: People) -> RecipeService:
     recipes = import_and_approve(site, auth, people)
-    supervisor = people.login("sup1")
+    trainer = people.login("qa1")
     for user_id in ("op1", "sup1", "sup2"):
-        record_training(site, supervisor, user_id, RECIPE_ID)
-    auth.sessions.logout(supervisor)
+        record_training(auth, trainer, user_id, RECIPE_ID)
+    auth.sessions.logout(trainer)
     return recipes
 
 

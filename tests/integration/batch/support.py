@@ -14,10 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import insert
-
 from hmi.alarms.service import AlarmService
-from hmi.audit.chain import Actor
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.store import trusted_keys, verify_database
 from hmi.auth.passwords import Argon2Parameters
@@ -25,13 +22,11 @@ from hmi.auth.roles import Meaning
 from hmi.auth.services import AuthServices, build_auth_services
 from hmi.auth.sessions import Session
 from hmi.auth.signatures import RecordRef, Signature
-from hmi.auth.tables import user_training
 from hmi.auth.totp import code_at, new_secret
 from hmi.auth.users import IdentityVerification
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import StepNotReady
 from hmi.batch.settings import BatchSettings
-from hmi.clock import to_utc_text
 from hmi.config import SessionSettings
 from hmi.plc import PlcSettings
 from hmi.plc.asyncua_gateway import AsyncuaGateway
@@ -187,30 +182,15 @@ def auth_services(site: Site) -> AuthServices:
     return build_auth_services(settings, site.engine, site.audit, site.clock, argon2=CHEAP_ARGON2)
 
 
-def record_training(site: Site, trainer: Session, user_id: str, recipe_id: str) -> None:
-    """A supervisor records that ``user_id`` is trained on ``recipe_id`` (all versions)."""
-    actor = trainer.actor
-    with site.audit.transaction() as conn:
-        conn.execute(
-            insert(user_training).values(
-                user_id=user_id,
-                recipe_id=recipe_id,
-                recipe_version=None,
-                status="trained",
-                trained_by=actor.user_id,
-                ts=to_utc_text(site.clock.now()),
-                evidence="SOP-BLD-001 read and understood; practical check passed",
-                session_id=actor.session_id,
-                terminal_id=site.audit.terminal_id,
-            )
-        )
-        site.audit.record(
-            conn,
-            "training.recorded",
-            Actor(actor.user_id, actor.role, actor.session_id),
-            entity=("user", user_id),
-            details={"recipe_id": recipe_id, "recipe_version": None},
-        )
+def record_training(auth: AuthServices, trainer: Session, user_id: str, recipe_id: str) -> None:
+    """``trainer`` (supervisor or QA, never the trainee) records that ``user_id`` is trained on
+    ``recipe_id`` (all versions), through the training service."""
+    auth.training.record(
+        trainer,
+        user_id,
+        recipe_id,
+        evidence="SOP-BLD-001 read and understood; practical check passed",
+    )
 
 
 def import_and_approve(site: Site, auth: AuthServices, people: People) -> RecipeService:

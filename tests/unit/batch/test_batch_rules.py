@@ -72,7 +72,7 @@ def test_training_gate_follows_the_latest_record(site: Site, people: People) -> 
     supervisor = people.login("sup1")
     with site.engine.connect() as conn:
         assert not is_trained(conn, "op1", RECIPE_ID, RECIPE_VERSION)
-    record_training(site, supervisor, "op1", RECIPE_ID)
+    record_training(people.auth, supervisor, "op1", RECIPE_ID)
     with site.audit.transaction() as conn:
         assert is_trained(conn, "op1", RECIPE_ID, RECIPE_VERSION)
         conn.execute(
@@ -93,7 +93,7 @@ def test_starting_a_batch_checks_number_recipe_training_and_terminal(
     with pytest.raises(NotTrained):
         engine.start_batch(operator, RECIPE_ID, RECIPE_VERSION, "B-1001")
     supervisor = people.login("sup1")
-    record_training(site, supervisor, "op1", RECIPE_ID)
+    record_training(people.auth, supervisor, "op1", RECIPE_ID)
     operator = people.login("op1")
     with pytest.raises(BatchNumberInvalid):
         engine.start_batch(operator, RECIPE_ID, RECIPE_VERSION, "batch one")
@@ -119,7 +119,7 @@ def test_schema_guards_keep_records_original(
     site: Site, engine: BatchEngine, people: People
 ) -> None:
     supervisor = people.login("sup1")
-    record_training(site, supervisor, "op1", RECIPE_ID)
+    record_training(people.auth, supervisor, "op1", RECIPE_ID)
     engine.start_batch(people.login("op1"), RECIPE_ID, RECIPE_VERSION, "B-2001")
     with site.engine.begin() as conn:
         conn.execute(
@@ -168,7 +168,7 @@ def test_batch_list_command(
     assert main(["batch", "list", "--data", str(site.data_dir)]) == 0
     assert capsys.readouterr().out.strip() == "no batches"
     supervisor = people.login("sup1")
-    record_training(site, supervisor, "op1", RECIPE_ID)
+    record_training(people.auth, supervisor, "op1", RECIPE_ID)
     engine.start_batch(people.login("op1"), RECIPE_ID, RECIPE_VERSION, "B-3001")
     assert main(["batch", "list", "--status", "running", "--data", str(site.data_dir)]) == 0
     line = capsys.readouterr().out
