@@ -26,7 +26,7 @@ from hmi import __version__
 from hmi.audit import canonical
 from hmi.audit.checkpoint import Checkpoint, WitnessError, WitnessFile, make_checkpoint
 from hmi.audit.guards import install_guards
-from hmi.audit.hashing import GENESIS_PREV_HASH, content_object, row_hash
+from hmi.audit.hashing import GENESIS_PREV_HASH, content_bytes, row_hash
 from hmi.audit.keys import Signer
 from hmi.audit.tables import CONTENT_COLUMNS, audit_event, audit_key, terminal
 from hmi.clock import Clock, to_utc_text
@@ -114,18 +114,16 @@ def seal_event(
     }
     details = row["details"]
     details_value = canonical.loads(details) if isinstance(details, str) else details
-    details_value = canonical.normalise(details_value, "$.details")
+    row["details"] = canonical.encode_plain(
+        canonical.normalise(details_value, "$.details")
+    ).decode("utf-8")
     for name in CONTENT_COLUMNS:
-        if name == "details":
-            continue
         value = row[name]
         if value is not None and type(value) is not str:
             raise canonical.CanonicalEncodingError(
                 f"{name} must be text, got {type(value).__name__}"
             )
-    content_map = content_object({**row, "details": details_value})
-    content = canonical.encode_plain(content_map)
-    row["details"] = canonical.encode_plain(details_value).decode("utf-8")
+    content = content_bytes(row, row["details"])
     digest = row_hash(terminal_id, seq, prev_hash, content)
     row.update(
         terminal_id=terminal_id,

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hmi.audit import canonical
 from hmi.audit.checkpoint import Checkpoint
-from hmi.audit.hashing import GENESIS_PREV_HASH, row_hash
+from hmi.audit.hashing import GENESIS_PREV_HASH, content_bytes, row_hash
 from hmi.audit.keys import PublicKey
 
 #: Column order of an event row as the verifier takes it.
@@ -140,10 +140,11 @@ _DETAILS = _I["details"]
 
 
 def _content(row: Row) -> bytes:
-    # Whatever is stored is hashed as it is: a value of the wrong type simply will not match.
-    content: dict[str, Any] = {name: row[index] for name, index in _CONTENT_INDEX}
-    content["details"] = canonical.loads(row[_DETAILS])
-    return canonical.encode_plain(content)
+    # Whatever is stored is hashed as it is (the details object in canonical form): a value
+    # of the wrong type simply will not match.
+    fields = {name: row[index] for name, index in _CONTENT_INDEX}
+    details_text = canonical.encode_plain(canonical.loads(row[_DETAILS])).decode("utf-8")
+    return content_bytes(fields, details_text)
 
 
 def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:

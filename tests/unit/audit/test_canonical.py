@@ -76,3 +76,44 @@ def test_values_that_cannot_be_canonical_are_refused(value: object, fragment: st
 def test_parsing_refuses_floats() -> None:
     with pytest.raises(canonical.CanonicalEncodingError):
         canonical.loads('{"x":1.0}')
+
+
+text_or_null = st.one_of(st.none(), st.text())
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            name: text_or_null
+            for name in (
+                "action",
+                "actor_id",
+                "actor_role",
+                "entity_id",
+                "entity_type",
+                "field",
+                "meaning",
+                "new_value",
+                "old_value",
+                "reason",
+                "session_id",
+                "ts",
+            )
+        }
+    ),
+    st.dictionaries(st.text(max_size=6), json_scalars, max_size=5),
+)
+@settings(max_examples=300, deadline=None)
+def test_fast_content_encoding_equals_the_canonical_one(
+    fields: dict[str, str | None], details: dict[str, object]
+) -> None:
+    from hmi.audit.hashing import content_bytes, content_object
+
+    details_text = canonical.dumps(details)
+    try:
+        expected = canonical.canonical_bytes(content_object({**fields, "details": details_text}))
+    except canonical.CanonicalEncodingError:
+        with pytest.raises(canonical.CanonicalEncodingError):
+            content_bytes(fields, details_text)
+        return
+    assert content_bytes(fields, details_text) == expected
