@@ -132,7 +132,7 @@ async def build(site: Site, steps: int, events: int) -> BatchEngine:
 
 
 _CLI = (
-    "import sys; from hmi import cli; cli.COMMAND_MODULES = (*cli.COMMAND_MODULES, 'ebr');"
+    "import sys; from hmi import cli;"
     " sys.exit(cli.main(sys.argv[1:]))"
 )
 

@@ -134,15 +134,6 @@ def read_bundle(
             report.add(Kind.BUNDLE, None, None, f"{_where(number, None)}: not valid JSON ({exc})")
             parsed.append(None)
             continue
-        try:
-            canonical_form = canonical.canonical_bytes(data)
-        except ValueError:
-            canonical_form = b""
-        if canonical_form != line:
-            report.add(
-                Kind.BUNDLE, None, data.get("seq") if data.get("type") == "event" else None,
-                f"{_where(number, data)}: not in canonical form (the line was edited)",
-            )  # fmt: skip
         parsed.append(data)
     if not parsed or parsed[0] is None or parsed[0].get("format") != FORMAT:
         if not parsed or parsed[0] is None:
@@ -188,6 +179,7 @@ def read_bundle(
     body = b"".join(line + b"\n" for line in raw_lines[:-1])
     digest = hashlib.sha256(body).digest()
     contents.sha256 = digest.hex()
+    intact = False
     if trailer is None or trailer.get("type") != "bundle_signature":
         report.add(
             Kind.BUNDLE,
@@ -217,6 +209,11 @@ def read_bundle(
                 None,
                 f"line {len(raw_lines)}: the bundle signature is invalid or by an untrusted key",
             )
+        intact = valid and trailer.get("sha256") == digest.hex()
+    if not intact:
+        # The signed bytes no longer hold: find the edited lines (every line was written in
+        # canonical form, so an edit shows as a line that no longer is).
+        _locate_edits(report, raw_lines, parsed)
     expected = {"events": len(contents.events), "checkpoints": len(contents.checkpoints)}
     for name, count in expected.items():
         if header.get(name) != count:
@@ -247,6 +244,23 @@ def read_bundle(
         report=report,
     )
     return report, contents
+
+
+def _locate_edits(
+    report: VerifyReport, raw_lines: list[bytes], parsed: list[dict[str, Any] | None]
+) -> None:
+    for number, (line, data) in enumerate(zip(raw_lines, parsed, strict=True), start=1):
+        if data is None:
+            continue  # already reported as not valid JSON
+        try:
+            canonical_form = canonical.canonical_bytes(data)
+        except ValueError:
+            canonical_form = b""
+        if canonical_form != line:
+            report.add(
+                Kind.BUNDLE, None, data.get("seq") if data.get("type") == "event" else None,
+                f"{_where(number, data)}: not in canonical form (the line was edited)",
+            )  # fmt: skip
 
 
 def write_csv(path: Path, rows: Sequence[Row]) -> None:
