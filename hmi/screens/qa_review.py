@@ -23,10 +23,23 @@ class QaReviewScreen(HmiScreen):
 
     REQUIRES = "batch.review"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f2", "disposition", "Disposition", id="disposition"),
+        Binding(
+            "f2",
+            "disposition",
+            "Disposition",
+            id="disposition",
+            tooltip="Disposition the selected deviation",
+        ),
         Binding("f3", "review", "Trail reviewed", id="review"),
         Binding("f4", "release", "Release", id="release"),
         Binding("f5", "reject", "Reject", id="reject"),
+        Binding(
+            "f6",
+            "next_deviation",
+            "Next dev.",
+            id="next-deviation",
+            tooltip="Select the next deviation of the batch",
+        ),
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -38,10 +51,16 @@ class QaReviewScreen(HmiScreen):
         yield Static("Batches awaiting review", classes="form-title")
         yield DataTable(id="qa-batches", cursor_type="row")
         yield Static("", id="qa-deviations")
+        yield DataTable(id="qa-deviation-table", cursor_type="row")
         yield Static("", id="qa-message", classes="message")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("Batch", "Recipe", "Status", "Completed", "Reviewed")
+        self.query_one("#qa-batches", DataTable).add_columns(
+            "Batch", "Recipe", "Status", "Completed", "Reviewed"
+        )
+        self.query_one("#qa-deviation-table", DataTable).add_columns(
+            "Deviation", "Kind", "Status", "Disposition", "Reason", "Description"
+        )
         self.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -69,7 +88,7 @@ class QaReviewScreen(HmiScreen):
 
     def _show(self, rows: list[BatchInfo]) -> None:
         self.batches_shown = rows
-        table = self.query_one(DataTable)
+        table = self.query_one("#qa-batches", DataTable)
         table.clear()
         for b in rows:
             table.add_row(
@@ -83,9 +102,12 @@ class QaReviewScreen(HmiScreen):
         if rows:
             self._load_deviations(rows[0])
         else:
+            self._show_deviations([])
             self.query_one("#qa-deviations", Static).update("Nothing waits for review.")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "qa-batches":
+            return
         if 0 <= event.cursor_row < len(self.batches_shown):
             self._load_deviations(self.batches_shown[event.cursor_row])
 
@@ -97,35 +119,59 @@ class QaReviewScreen(HmiScreen):
 
     def _show_deviations(self, deviations: list[DeviationInfo]) -> None:
         self.deviations = deviations
-        if not deviations:
-            self.query_one("#qa-deviations", Static).update("No deviations.")
-            return
-        lines = [f"Deviations ({len(deviations)}):"]
+        table = self.query_one("#qa-deviation-table", DataTable)
+        table.clear()
         for d in deviations:
-            lines.append(
-                f" {d.deviation_id} {d.kind.label}: {d.description[:50]} - "
-                f"reason {d.reason_code or '-'}; {d.status.value}; "
-                f"disposition {d.disposition or 'PENDING'}"
+            table.add_row(
+                d.deviation_id,
+                d.kind.label,
+                d.status.value,
+                d.disposition or "PENDING",
+                d.reason_code or "-",
+                d.description[:50],
+                key=d.deviation_id,
             )
-        self.query_one("#qa-deviations", Static).update("\n".join(lines))
+        pending = sum(1 for d in deviations if d.disposition is None)
+        self.query_one("#qa-deviations", Static).update(
+            f"Deviations ({len(deviations)}), {pending} awaiting disposition"
+            if deviations
+            else "No deviations."
+        )
 
     def selected(self) -> BatchInfo | None:
         if not self.batches_shown:
             self.show_error("No batch waits for review.")
             return None
-        row = self.query_one(DataTable).cursor_row
+        row = self.query_one("#qa-batches", DataTable).cursor_row
         return self.batches_shown[min(max(row, 0), len(self.batches_shown) - 1)]
 
     def say(self, text: str) -> None:
         self.query_one("#qa-message", Static).update(text)
 
+    def selected_deviation(self) -> DeviationInfo | None:
+        """The deviation under the cursor of the deviation list (None when there is none)."""
+        if not self.deviations:
+            return None
+        row = self.query_one("#qa-deviation-table", DataTable).cursor_row
+        return self.deviations[min(max(row, 0), len(self.deviations) - 1)]
+
+    def action_next_deviation(self) -> None:
+        table = self.query_one("#qa-deviation-table", DataTable)
+        if self.deviations:
+            table.move_cursor(row=(table.cursor_row + 1) % len(self.deviations))
+            table.focus()
+
     def action_disposition(self) -> None:
-        pending = [d for d in self.deviations if d.disposition is None]
+        target = self.selected_deviation()
         session, batches = self.ctx.session, self.ctx.batches
-        if not pending or session is None or batches is None:
+        if target is None or session is None or batches is None:
             self.show_error("No deviation waits for a disposition.")
             return
-        target = pending[0]
+        if target.disposition is not None:
+            self.show_error(
+                f"Deviation {target.deviation_id} already has a disposition ({target.disposition})."
+            )
+            return
 
         def answered(values: dict[str, str] | None) -> None:
             if values is None:

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
+from hmi.auth.roles import Role
 from hmi.auth.users import AccessReviewRow, IdentityVerification
 from hmi.screens.base import HmiScreen
 from hmi.screens.context import format_local
@@ -17,7 +18,8 @@ from hmi.screens.modals.totp_enrolment import TotpEnrolmentDialog
 
 
 class UsersScreen(HmiScreen):
-    """Accounts: create, unlock, disable, reset password, enrol or revoke an authenticator."""
+    """Accounts: create, unlock, disable, reset password, set roles, enrol or revoke an
+    authenticator."""
 
     REQUIRES = "user.review"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -27,8 +29,11 @@ class UsersScreen(HmiScreen):
         Binding("f5", "reset", "Reset pw", id="reset", tooltip="Set a temporary password"),
         Binding("f6", "disable", "Disable", id="disable", tooltip="Disable the account"),
         Binding("f7", "revoke", "Revoke", id="revoke", tooltip="Revoke the authenticator"),
+        Binding("f8", "set_roles", "Roles", id="set-roles", tooltip="Change the account's roles"),
     ]
-    MANAGE_ACTIONS = frozenset({"create", "enrol", "unlock_user", "reset", "disable", "revoke"})
+    MANAGE_ACTIONS = frozenset(
+        {"create", "enrol", "unlock_user", "reset", "disable", "revoke", "set_roles"}
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,6 +167,37 @@ class UsersScreen(HmiScreen):
                 lambda: users.revoke_totp(session, uid, reason=why),
                 f"Authenticator of {uid} revoked.",
             ),
+        )
+
+    def action_set_roles(self) -> None:
+        user_id = self.selected()
+        session = self.ctx.session
+        if user_id is None or session is None:
+            return
+        users = self.ctx.auth.users
+        current = next((r.roles for r in self.rows if r.user_id == user_id), ())
+
+        def answered(values: dict[str, str] | None) -> None:
+            if values is None:
+                return
+            roles = [r.strip() for r in values["roles"].split(",") if r.strip()]
+            self._call(
+                lambda: users.set_roles(session, user_id, roles, reason=values["reason"]),
+                f"Roles of {user_id} set to {', '.join(roles)}.",
+            )
+
+        self.app.push_screen(
+            FormDialog(
+                f"Set roles: {user_id}",
+                [
+                    Field(
+                        "roles", "Roles (comma separated)", value=",".join(r.value for r in current)
+                    ),
+                    Field("reason", "Reason"),
+                ],
+                note="Roles: " + ", ".join(r.value for r in Role),
+            ),
+            answered,
         )
 
     def action_reset(self) -> None:

@@ -213,7 +213,8 @@ async def test_batch_with_deviation_to_qa_release(
         await pilot.press("5")  # QA review
         await settle(pilot)
         assert isinstance(app.screen, QaReviewScreen)
-        assert "out of tolerance" in text_of(pilot, "#qa-deviations")
+        assert text_of(pilot, "#qa-deviations") == "Deviations (1), 1 awaiting disposition"
+        assert [d.kind for d in app.screen.deviations] == [DeviationKind.OUT_OF_TOLERANCE]
         await pilot.press("f2")
         await pilot.pause()
         app.screen.query_one("#field-comment", Input).value = "no impact: within validated range"
