@@ -31,7 +31,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     add_batch_actions(batch_sub, parent)
 
 
-def _engine(site: Any) -> Any:
+def build_engine(site: Any) -> Any:
+    """The batch engine as the command line uses it: the site's services, no PLC."""
     from hmi.auth.services import build_auth_services
     from hmi.batch.engine import BatchEngine
     from hmi.recipe.service import RecipeService
@@ -52,6 +53,7 @@ def _engine(site: Any) -> Any:
         signatures=auth.signatures,
         plc=None,
         recipes=recipes,
+        settings=site.settings.batch,
     )
 
 
@@ -62,7 +64,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     site = open_site(data_dir(args), upgrade=False)
     try:
-        engine = _engine(site)
+        engine = build_engine(site)
         status = BatchStatus(args.status) if args.status else None
         batches = engine.list_batches(status=status)
         if not batches:
@@ -81,7 +83,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     site = open_site(data_dir(args), upgrade=False)
     try:
-        engine = _engine(site)
+        engine = build_engine(site)
         try:
             record = engine.record(args.batch_id.strip().upper())
         except BatchNotFound as exc:

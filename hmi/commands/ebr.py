@@ -64,28 +64,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     unreviewed.set_defaults(handler=run_unreviewed)
 
 
-def _batch_engine(site: Any) -> Any:
-    from hmi.auth.services import build_auth_services
-    from hmi.batch.engine import BatchEngine
-    from hmi.recipe.service import RecipeService
-
-    auth = build_auth_services(site.settings, site.engine, site.audit, site.clock)
-    recipes = RecipeService(
-        engine=site.engine, audit=site.audit, clock=site.clock, sessions=auth.sessions,
-        signatures=auth.signatures,
-    )  # fmt: skip
-    return BatchEngine(
-        engine=site.engine, audit=site.audit, clock=site.clock, sessions=auth.sessions,
-        signatures=auth.signatures, plc=None, recipes=recipes,
-    )  # fmt: skip
-
-
 def _copies(site: Any) -> Any:
     from hmi.audit.checkpoint import WitnessFile
+    from hmi.commands.batch import build_engine
     from hmi.ebr.copies import BatchRecordCopies
 
     return BatchRecordCopies(
-        _batch_engine(site),
+        build_engine(site),
         site=site.settings.site.site_name,
         line=site.settings.site.line_name,
         witness=WitnessFile(site.settings.witness_path),

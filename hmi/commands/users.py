@@ -505,21 +505,15 @@ def run_review(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    site, auth = open_auth(args)
-    try:
+    from hmi.commands.acting import acting_user
+
+    with acting_user(args, "training.record", what="Supervisor or QA") as acting:
+        evidence = args.evidence or ask("Training evidence (course, document, date): ")
         with translate_errors():
-            session = login_interactively(auth, what="Supervisor or QA")
-        try:
-            evidence = args.evidence or ask("Training evidence (course, document, date): ")
-            with translate_errors():
-                record = auth.training.record(
-                    session, args.user_id, args.recipe_id, evidence=evidence,
-                    version=args.version, withdraw=args.withdraw,
-                )  # fmt: skip
-        finally:
-            auth.sessions.logout(session)
-    finally:
-        site.close()
+            record = acting.auth.training.record(
+                acting.session, args.user_id, args.recipe_id, evidence=evidence,
+                version=args.version, withdraw=args.withdraw,
+            )  # fmt: skip
     scope = "all versions" if record.recipe_version is None else f"version {record.recipe_version}"
     print(
         f"{record.user_id}: {record.status} on {record.recipe_id} ({scope}),"
