@@ -244,6 +244,32 @@ class SessionService:
             return FailureReason.PASSWORD_CHANGE_REQUIRED
         return None
 
+    def _store_own_password(
+        self,
+        conn: Connection,
+        session: Session,
+        chosen: _NewPassword,
+        now: datetime,
+        details: Mapping[str, Any],
+    ) -> None:
+        """A user's own new password and its audit event, in the caller's transaction."""
+        self.store.set_password(
+            conn,
+            session.user_id,
+            password_hash=chosen.hash,
+            relies_on_totp=chosen.relies_on_totp,
+            must_change=False,
+            now=now,
+            by=session.user_id,
+        )
+        self.audit.record(
+            conn,
+            "auth.password.changed",
+            session.actor,
+            entity=("user", session.user_id),
+            details=details,
+        )
+
     def _new_password(self, user: UserRecord, new_password: str, *, actor: Actor) -> _NewPassword:
         """Apply the policy and history to a user's new password; record a rejection."""
         problems = self.policy.problems(
@@ -294,22 +320,10 @@ class SessionService:
             if previous is not None and previous.state is not SessionState.ENDED:
                 self._end_in(conn, previous, EndCause.SWITCHED_USER, now)
             if new_password is not None:
-                self.store.set_password(
-                    conn,
-                    user.user_id,
-                    password_hash=new_password.hash,
-                    relies_on_totp=new_password.relies_on_totp,
-                    must_change=False,
-                    now=now,
-                    by=user.user_id,
-                )
-                self.audit.record(
-                    conn,
-                    "auth.password.changed",
-                    session.actor,
-                    entity=("user", user.user_id),
-                    details={"at_login": True, "was_temporary": user.must_change_password},
-                )
+                self._store_own_password(
+                    conn, session, new_password, now,
+                    {"at_login": True, "was_temporary": user.must_change_password},
+                )  # fmt: skip
             self.store.update_fields(conn, user.user_id, last_login_at=to_utc_text(now))
             conn.execute(
                 insert(auth_session),
@@ -692,22 +706,7 @@ class SessionService:
         with self.credentials.transaction(
             proof, purpose=Purpose.PASSWORD_CHANGE, actor=session.actor
         ) as conn:
-            self.store.set_password(
-                conn,
-                session.user_id,
-                password_hash=chosen.hash,
-                relies_on_totp=chosen.relies_on_totp,
-                must_change=False,
-                now=now,
-                by=session.user_id,
-            )
-            self.audit.record(
-                conn,
-                "auth.password.changed",
-                session.actor,
-                entity=("user", session.user_id),
-                details={"at_login": False},
-            )
+            self._store_own_password(conn, session, chosen, now, {"at_login": False})
         session.last_activity = now
 
 
