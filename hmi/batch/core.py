@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, Table, func, insert, select, update
 
 from hmi.alarms.service import AlarmService
 from hmi.audit import canonical
@@ -241,10 +241,7 @@ class EngineCore:
 
     def deviations(self, batch_id: str) -> list[DeviationInfo]:
         with read_only(self.engine) as conn:
-            rows = conn.execute(
-                select(deviation).where(deviation.c.batch_id == batch_id).order_by(deviation.c.seq)
-            ).mappings()
-            return [deviation_info(r) for r in rows]
+            return [deviation_info(r) for r in _of_batch(conn, deviation, batch_id, "seq")]
 
     def deviation(self, deviation_id: str) -> DeviationInfo:
         with read_only(self.engine) as conn:
@@ -260,27 +257,11 @@ class EngineCore:
             info = batch_info(self._batch_row(conn, batch_id))
             step_rows = {
                 int(r["step_index"]): r
-                for r in conn.execute(
-                    select(batch_step).where(batch_step.c.batch_id == batch_id)
-                ).mappings()
+                for r in _of_batch(conn, batch_step, batch_id, "step_index")
             }
             values = self._values(conn, batch_id)
-            deviations = [
-                deviation_info(r)
-                for r in conn.execute(
-                    select(deviation)
-                    .where(deviation.c.batch_id == batch_id)
-                    .order_by(deviation.c.seq)
-                ).mappings()
-            ]
-            commands = [
-                command_record(r)
-                for r in conn.execute(
-                    select(plc_command)
-                    .where(plc_command.c.batch_id == batch_id)
-                    .order_by(plc_command.c.id)
-                ).mappings()
-            ]
+            deviations = [deviation_info(r) for r in _of_batch(conn, deviation, batch_id, "seq")]
+            commands = [command_record(r) for r in _of_batch(conn, plc_command, batch_id, "id")]
             signature_ids = [
                 str(r[0])
                 for r in conn.execute(
@@ -899,28 +880,9 @@ class EngineCore:
                 "aborted_by",
             )
         }
-        steps = [
-            dict(r)
-            for r in conn.execute(
-                select(batch_step)
-                .where(batch_step.c.batch_id == batch_id)
-                .order_by(batch_step.c.step_index)
-            ).mappings()
-        ]
-        values = [
-            dict(r)
-            for r in conn.execute(
-                select(batch_value)
-                .where(batch_value.c.batch_id == batch_id)
-                .order_by(batch_value.c.id)
-            ).mappings()
-        ]
-        deviations = [
-            dict(r)
-            for r in conn.execute(
-                select(deviation).where(deviation.c.batch_id == batch_id).order_by(deviation.c.seq)
-            ).mappings()
-        ]
+        steps = [dict(r) for r in _of_batch(conn, batch_step, batch_id, "step_index")]
+        values = [dict(r) for r in _of_batch(conn, batch_value, batch_id, "id")]
+        deviations = [dict(r) for r in _of_batch(conn, deviation, batch_id, "seq")]
         signatures = [
             dict(r)
             for r in conn.execute(
@@ -942,3 +904,12 @@ class EngineCore:
             "signatures": signatures,
         }
         return RecordRef(BATCH_RECORD, batch_id, digest(content))
+
+
+def _of_batch(conn: Connection, table: Table, batch_id: str, order: str) -> list[RowMapping]:
+    """A batch's rows of one table, in a stable order (the record hash depends on it)."""
+    return list(
+        conn.execute(
+            select(table).where(table.c.batch_id == batch_id).order_by(table.c[order])
+        ).mappings()
+    )
