@@ -3,6 +3,7 @@ you type), live values and timers, and the operator's actions on function keys."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -342,7 +343,7 @@ class BatchRunScreen(HmiScreen):
             elif isinstance(step, CheckStep | ChargeStep) and step.verified_by_role:
                 performed = await self.app.push_screen_wait(
                     ESignatureDialog(
-                        self.ctx, ref, Meaning.PERFORMED, f"Step '{step.title}': {data}"
+                        self.ctx, ref, Meaning.PERFORMED, f"Step '{step.title}': {_entered(data)}"
                     )
                 )
                 if performed is None:
@@ -352,7 +353,7 @@ class BatchRunScreen(HmiScreen):
                     CosignDialog(
                         self.ctx,
                         performed,
-                        f"Verify step '{step.title}': {data}",
+                        f"Verify step '{step.title}': {_entered(data)}",
                         Meaning.VERIFIED,
                         step.verified_by_role,
                     )
@@ -429,3 +430,16 @@ class BatchRunScreen(HmiScreen):
 
     def action_deviations(self) -> None:
         self.post_message(DeviationsRequested())
+
+
+def _entered(data: Mapping[str, Any]) -> str:
+    """What was entered, as a person reads it (not a Python dict)."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return "-" if value is None else str(value)
+
+    if not data:
+        return "nothing entered"
+    return ", ".join(f"{name.replace('_', ' ')}: {shown(value)}" for name, value in data.items())
