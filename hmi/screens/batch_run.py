@@ -14,11 +14,29 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from hmi.auth.roles import Meaning
-from hmi.batch.model import BatchInfo, BatchStatus, CurrentStep, StepRecord
-from hmi.recipe.model import ChargeStep, CheckStep, DischargeStep, SampleStep, SignatureStep
+from hmi.batch.model import (
+    FINAL_STATUSES,
+    BatchInfo,
+    BatchStatus,
+    CurrentStep,
+    DeviationInfo,
+    RecordedValue,
+    StepRecord,
+)
+from hmi.batch.rows import plc_to_parameter
+from hmi.recipe.model import (
+    ChargeStep,
+    CheckStep,
+    DischargeStep,
+    Parameter,
+    SampleStep,
+    SignatureStep,
+)
 from hmi.screens.base import HmiScreen
+from hmi.screens.context import format_local
 from hmi.screens.errors import describe_error
 from hmi.screens.messages import DeviationsRequested
+from hmi.screens.modals.choice import Choice, ChoiceDialog
 from hmi.screens.modals.cosign import CosignDialog
 from hmi.screens.modals.esignature import ESignatureDialog
 from hmi.screens.modals.form import Field, FormDialog
@@ -49,11 +67,32 @@ class BatchRunScreen(HmiScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "start_step", "Start", id="start-step"),
         Binding("f3", "complete_step", "Complete", id="complete-step"),
+        Binding(
+            "f4",
+            "change_parameter",
+            "Param.",
+            id="change-parameter",
+            tooltip="Change a process parameter's setpoint (with a reason)",
+        ),
         Binding("f5", "hold", "Hold", id="hold"),
         Binding("f6", "resume", "Resume", id="resume"),
         Binding("f7", "abort", "Abort", id="abort"),
         Binding("f8", "override", "Override", id="override"),
         Binding("f9", "deviations", "Deviat.", id="deviations"),
+        Binding(
+            "f10",
+            "skip_step",
+            "Skip",
+            id="skip-step",
+            tooltip="Request to skip the current step (a supervisor co-signs)",
+        ),
+        Binding(
+            "f11",
+            "correct_value",
+            "Correct",
+            id="correct-value",
+            tooltip="Correct a value entered earlier (old value, new value and reason recorded)",
+        ),
     ]
     ACTION_PERMISSIONS: ClassVar[dict[str, str]] = {
         "start_step": "batch.step.complete",
@@ -63,6 +102,9 @@ class BatchRunScreen(HmiScreen):
         "abort": "batch.abort",
         "override": "override.request",
         "deviations": "deviation.reason",
+        "change_parameter": "parameter.change",
+        "skip_step": "override.request",
+        "correct_value": "batch.step.complete",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -94,7 +136,11 @@ class BatchRunScreen(HmiScreen):
             return False
         if self.ctx.service_mode and action != "deviations":
             return False  # production is unavailable in service mode
+        if action == "correct_value":  # also after the run, until QA closes the record
+            return None if self.info is None or self.info.status in FINAL_STATUSES else True
         if self.info is None or not self.info.active:
+            return None
+        if action == "skip_step" and self.current is None:
             return None
         return True
 
@@ -409,6 +455,256 @@ class BatchRunScreen(HmiScreen):
             )
 
         self._ask_reason(f"Request override of '{current.step.title}'", asked)
+
+    # -- parameter change, skip request, value correction -----------------------------------
+
+    def _reason_fields(self, label: str = "Reason", *, code: bool = True) -> list[Field]:
+        """Reason code and text, checked as typed against the site's list and length (the
+        engine checks them again)."""
+        settings = self.ctx.batches.settings if self.ctx.batches is not None else None
+
+        def check_code(text: str) -> str | None:
+            if settings is None or text.strip().upper() in settings.reason_codes:
+                return None
+            return f"Reason code: one of {', '.join(settings.reason_codes)}."
+
+        def check_text(text: str) -> str | None:
+            if settings is None:
+                return None
+            low, high = settings.min_reason_length, settings.max_reason_length
+            length = len(" ".join(text.split()))
+            if low <= length <= high:
+                return None
+            return f"Explain the reason in {low} to {high} characters (now {length})."
+
+        fields = [Field("text", label, check=check_text)]
+        if code:
+            fields.insert(0, Field("code", "Reason code", value="PROCESS", check=check_code))
+        return fields
+
+    def _setpoint_now(self, parameter: Parameter) -> str:
+        """The setpoint the PLC holds now, in the parameter's unit (display only)."""
+        update = self.ctx.values.get(parameter.write_tag or "")
+        if update is None or not update.good:
+            return "--"
+        value = plc_to_parameter(parameter, update.value)
+        return "--" if value is None else f"{value.normalize():f}"
+
+    def action_change_parameter(self) -> None:
+        info, batches = self.info, self.ctx.batches
+        if info is None or batches is None:
+            return
+        settable = {n: p for n, p in batches.recipe_of(info).parameters.items() if p.write_tag}
+        if not settable:
+            self.say("This recipe has no parameter that can be set during the batch.", error=True)
+            return
+        choices = [
+            Choice(
+                name,
+                f"{name}: now {self._setpoint_now(p)} {p.unit}, limits {p.low}..{p.high}"
+                f" {p.unit}" + (" (critical)" if p.critical else ""),
+            )
+            for name, p in settable.items()
+        ]
+
+        def picked(name: str | None) -> None:
+            if name:
+                self._ask_parameter_value(name, settable[name])
+
+        self.app.push_screen(ChoiceDialog("Change a parameter", choices), picked)
+
+    def _ask_parameter_value(self, name: str, parameter: Parameter) -> None:
+        def check_number(text: str) -> str | None:
+            return None if _number(text) is not None else f"'{text.strip()}' is not a number."
+
+        note = (
+            f"{name}: setpoint now {self._setpoint_now(parameter)} {parameter.unit};"
+            f" limits {parameter.low}..{parameter.high} {parameter.unit}.\n"
+            "Within the limits the new value is written to the PLC at once. Outside them it"
+            " becomes a deviation: you sign the request, a supervisor co-signs, and only then"
+            " is it written."
+        )
+        fields = [
+            Field("value", f"New value ({parameter.unit})", check=check_number),
+            *self._reason_fields("Reason for the change"),
+        ]
+
+        def answered(values: dict[str, str] | None) -> None:
+            if values:
+                self._change_parameter(name, parameter.unit, values)
+
+        self.app.push_screen(FormDialog(f"Change {name}", fields, note=note), answered)
+
+    @work(group="batch", exclusive=True, exit_on_error=False)
+    async def _change_parameter(self, name: str, unit: str, values: dict[str, str]) -> None:
+        session, batches, info = self.ctx.session, self.ctx.batches, self.info
+        if session is None or batches is None or info is None:
+            return
+        wanted = values["value"].strip()
+        try:
+            change = await batches.change_parameter(
+                session,
+                info.batch_id,
+                name,
+                wanted.replace(",", "."),
+                values["text"],
+                reason_code=values["code"],
+            )
+        except Exception as exc:
+            self.say(describe_error(exc), error=True)
+            self.reload()
+            return
+        if change.applied:
+            self.say(f"{name} changed to {wanted} {unit}: written to the PLC and read back.")
+        else:
+            self.say(
+                f"{name} {wanted} {unit} is outside its limits: deviation {change.deviation_id}"
+                " needs your signature and a supervisor's co-signature; the value is written"
+                " only then."
+            )
+        self.reload()
+        self.post_message(DeviationsRequested())
+
+    def action_skip_step(self) -> None:
+        current, batches, session, info = (
+            self.current,
+            self.ctx.batches,
+            self.ctx.session,
+            self.info,
+        )
+        if current is None or batches is None or session is None or info is None:
+            return
+        title = current.step.title
+
+        def requested(found: DeviationInfo) -> None:
+            self.say(
+                f"Skip of step '{title}' requested (deviation {found.deviation_id}); the step is"
+                " skipped once a supervisor co-signs."
+            )
+            self.post_message(DeviationsRequested())
+
+        def asked(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            self.run_blocking(
+                lambda: batches.request_skip(
+                    session, info.batch_id, current.step_id, values["code"], values["text"]
+                ),
+                requested,
+                lambda text, _exc: self.say(text, error=True),
+            )
+
+        self.app.push_screen(
+            FormDialog(
+                f"Request to skip step {current.index + 1}: '{title}'",
+                self._reason_fields("Why the step must be skipped"),
+                note="You sign the request; a supervisor co-signs at this kiosk. The step is"
+                " skipped only then, and the skip stays in the record as a deviation.",
+            ),
+            asked,
+        )
+
+    def action_correct_value(self) -> None:
+        info, batches = self.info, self.ctx.batches
+        if info is None or batches is None:
+            return
+        self.run_blocking(
+            lambda: batches.values(info.batch_id),
+            lambda values: self._pick_value(info, values),
+            lambda text, _exc: self.say(text, error=True),
+        )
+
+    def _value_line(self, value: RecordedValue, titles: list[str]) -> str:
+        unit = f" {value.unit}" if value.unit else ""
+        step = value.step_index + 1
+        title = titles[value.step_index] if value.step_index < len(titles) else value.step_id
+        return (
+            f"Step {step} {title}: {value.name.replace('_', ' ')} = {value.value}{unit}"
+            f" ({value.recorded_by}, {format_local(value.recorded_at, self.ctx.tz)})"
+            + (" - corrected" if value.is_correction else "")
+        )
+
+    def _pick_value(self, info: BatchInfo, values: list[RecordedValue]) -> None:
+        batches = self.ctx.batches
+        if batches is None:
+            return
+        entered = {v.value_id: v for v in values if v.source == "entered" and v.current}
+        if not entered:
+            self.say("No value has been entered yet; PLC readings cannot be corrected.")
+            return
+        titles = [step.title for step in batches.recipe_of(info).steps]
+        choices = [Choice(str(k), self._value_line(v, titles)) for k, v in entered.items()]
+
+        def picked(key: str | None) -> None:
+            if key:
+                self._ask_correction(info, entered[int(key)], titles)
+
+        self.app.push_screen(
+            ChoiceDialog(
+                "Correct an entered value",
+                choices,
+                note="The original is never overwritten: the record keeps it with the new"
+                " value, who corrected it, when and why.",
+            ),
+            picked,
+        )
+
+    def _ask_correction(self, info: BatchInfo, old: RecordedValue, titles: list[str]) -> None:
+        batches, session = self.ctx.batches, self.ctx.session
+        if batches is None or session is None:
+            return
+        unit = f" {old.unit}" if old.unit else ""
+        limits = old.low is not None and old.high is not None
+        note = (
+            "Old value: "
+            + self._value_line(old, titles)
+            + (
+                f"\nAccepted {old.low}..{old.high}{unit}; outside them a deviation is opened."
+                if limits
+                else ""
+            )
+        )
+
+        def check_number(text: str) -> str | None:
+            if not limits or _number(text) is not None:
+                return None
+            return f"'{text.strip()}' is not a number."
+
+        fields = [
+            Field("value", f"New value{f' ({old.unit})' if old.unit else ''}", check=check_number),
+            *self._reason_fields("Reason for the correction", code=False),
+        ]
+
+        def corrected(new: RecordedValue) -> None:
+            outside = new.in_limits is False
+            self.say(
+                f"{old.name.replace('_', ' ')} corrected from {old.value} to {new.value}{unit}"
+                f" (value {new.value_id} replaces {old.value_id}); the original stays in the"
+                " record."
+                + (" It is outside its limits: a deviation was opened." if outside else ""),
+                error=outside,
+            )
+            self.reload()
+            if outside:
+                self.post_message(DeviationsRequested())
+
+        def answered(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            new_value = values["value"].strip()
+            if limits:
+                new_value = new_value.replace(",", ".")
+            self.run_blocking(
+                lambda: batches.correct_value(
+                    session, info.batch_id, old.value_id, new_value, values["text"]
+                ),
+                corrected,
+                lambda text, _exc: self.say(text, error=True),
+            )
+
+        self.app.push_screen(
+            FormDialog(f"Correct {old.name.replace('_', ' ')}", fields, note=note), answered
+        )
 
     @work(group="batch", exclusive=True, exit_on_error=False)
     async def _batch_call(self, what: str, values: dict[str, str]) -> None:
