@@ -113,9 +113,12 @@ def dumps(value: Any) -> str:
     return text
 
 
+_PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_plain(value: JsonValue) -> bytes:
     """Canonical bytes of data already passed through :func:`normalise` (the hot path)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _PLAIN.encode(value)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:

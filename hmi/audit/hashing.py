@@ -37,11 +37,12 @@ def content_object(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_BEFORE_DETAILS = ("action", "actor_id", "actor_role")
-_AFTER_DETAILS = (
-    "entity_id", "entity_type", "field", "meaning", "new_value", "old_value", "reason",
-    "session_id", "ts",
-)  # fmt: skip
+#: The content object's keys in canonical (sorted) order, ``details`` in fourth place.
+CONTENT_TEMPLATE = (
+    '{"action":%s,"actor_id":%s,"actor_role":%s,"details":%s,"entity_id":%s,'
+    '"entity_type":%s,"field":%s,"meaning":%s,"new_value":%s,"old_value":%s,"reason":%s,'
+    '"session_id":%s,"ts":%s}'
+)
 
 
 def content_bytes(fields: Mapping[str, Any], details_text: str) -> bytes:
@@ -52,49 +53,51 @@ def content_bytes(fields: Mapping[str, Any], details_text: str) -> bytes:
     written in their sorted order and strings escaped exactly as canonical JSON does.
     Anything else takes the general path.
     """
-    parts = ["{"]
-    for name in _BEFORE_DETAILS:
-        value = fields[name]
-        if value is None:
-            parts.append(f'"{name}":null,')
-        elif type(value) is str:
-            parts.append(f'"{name}":{_encode_string(value)},')
-        else:
-            return _general(fields, details_text)
-    parts.append(f'"details":{details_text}')
-    for name in _AFTER_DETAILS:
-        value = fields[name]
-        if value is None:
-            parts.append(f',"{name}":null')
-        elif type(value) is str:
-            parts.append(f',"{name}":{_encode_string(value)}')
-        else:
-            return _general(fields, details_text)
-    parts.append("}")
     try:
-        return "".join(parts).encode("utf-8")
-    except UnicodeEncodeError:
-        return _general(fields, details_text)  # raises, naming the bad text
+        text = CONTENT_TEMPLATE % (
+            _json_text(fields["action"]),
+            _json_text(fields["actor_id"]),
+            _json_text(fields["actor_role"]),
+            details_text,
+            _json_text(fields["entity_id"]),
+            _json_text(fields["entity_type"]),
+            _json_text(fields["field"]),
+            _json_text(fields["meaning"]),
+            _json_text(fields["new_value"]),
+            _json_text(fields["old_value"]),
+            _json_text(fields["reason"]),
+            _json_text(fields["session_id"]),
+            _json_text(fields["ts"]),
+        )
+        return text.encode("utf-8")
+    except (TypeError, UnicodeEncodeError):
+        return _general(fields, details_text)  # raises, naming the bad value or text
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if type(value) is not str:
+        raise TypeError
+    return _encode_string(value)
 
 
 def _general(fields: Mapping[str, Any], details_text: str) -> bytes:
     return canonical.canonical_bytes(content_object({**fields, "details": details_text}))
 
 
+def chain_prefix(terminal_id: str) -> bytes:
+    """The start of every hash input of a terminal's chain: domain tag ‖ u16 len ‖ terminal."""
+    terminal = terminal_id.encode("utf-8")
+    return EVENT_TAG + struct.pack(">H", len(terminal)) + terminal
+
+
 def hash_input(terminal_id: str, seq: int, prev_hash_hex: str, content: bytes) -> bytes:
     """Domain tag ‖ u16 len ‖ terminal (UTF-8) ‖ u64 seq ‖ previous hash (32 bytes) ‖ content."""
-    terminal = terminal_id.encode("utf-8")
     prev = bytes.fromhex(prev_hash_hex)
     if len(prev) != 32:
         raise ValueError("previous hash must be 32 bytes")
-    return (
-        EVENT_TAG
-        + struct.pack(">H", len(terminal))
-        + terminal
-        + struct.pack(">Q", seq)
-        + prev
-        + content
-    )
+    return chain_prefix(terminal_id) + struct.pack(">Q", seq) + prev + content
 
 
 def row_hash(terminal_id: str, seq: int, prev_hash_hex: str, content: bytes) -> bytes:

@@ -7,9 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
+from nacl.exceptions import BadSignatureError
+
+SIGNATURE_BYTES = 64
 
 
 class KeyFileError(Exception):
@@ -55,26 +58,47 @@ class PublicKey:
         return cls.from_raw(public_raw(loaded))
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        try:
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return verify_raw(self.raw, signature, message)
+
+
+def verify_raw(public: bytes, signature: bytes, message: bytes) -> bool:
+    """Ed25519 (RFC 8032) verification of a detached signature with a raw 32-byte key.
+
+    libsodium does the arithmetic: it verifies about twice as fast as OpenSSL on the same core,
+    which is what bounds a full re-verification of the audit trail."""
+    if len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        crypto_sign_open(signature + message, public)
+    except (BadSignatureError, ValueError):
+        return False
+    return True
 
 
 class Signer:
-    """Signs with the terminal's private key; the key never leaves this object."""
+    """Signs with the terminal's private key; the key never leaves this object.
+
+    Key files are read and written with ``cryptography`` (PEM, PKCS#8); the signing itself is
+    libsodium's, which signs a row hash in a little over half of OpenSSL's time on the audit
+    trail's hot path. Ed25519 signatures are deterministic, so both give the same bytes."""
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._key = private_key
-        self.public = PublicKey.from_raw(public_raw(private_key.public_key()))
+        seed = private_key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        public, self._secret = crypto_sign_seed_keypair(seed)
+        if public != public_raw(private_key.public_key()):
+            raise KeyFileError("the signing key does not match its own public key")
+        self.public = PublicKey.from_raw(public)
 
     @property
     def key_id(self) -> str:
         return self.public.key_id
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
+        return crypto_sign(message, self._secret)[:SIGNATURE_BYTES]
 
     def __repr__(self) -> str:  # never show key material
         return f"Signer(key_id={self.key_id!r})"
