@@ -75,6 +75,8 @@ from hmi.recipe.model import (
 from hmi.recipe.units import convert
 
 SERVICE_MODE = "service"
+_PARAMETER_VALUE = "parameter:"
+"""Name prefix of the record of a parameter change (its setpoint went to the PLC)."""
 IN_SERVICE_MESSAGE = (
     "the blender is in service mode (maintenance): production is unavailable until it exits"
 )
@@ -652,6 +654,15 @@ class StepExecution(EngineCore):
             )
         return written
 
+    def correctable_values(self, batch_id: str) -> list[RecordedValue]:
+        """The values a person may still correct (what a correction screen offers): entered by
+        hand, not corrected yet, and not a parameter setpoint that went to the PLC."""
+        return [
+            v
+            for v in self.values(batch_id)
+            if v.source == "entered" and v.current and not v.name.startswith(_PARAMETER_VALUE)
+        ]
+
     def correct_value(
         self, session: Any, batch_id: str, value_id: int, new_value: str, reason: str
     ) -> RecordedValue:
@@ -686,6 +697,11 @@ class StepExecution(EngineCore):
                 refusal = f"batch {batch_id} is {info.status.label}; its record is closed"
             elif old["source"] != "entered":
                 refusal = "a PLC reading is an original record and cannot be corrected"
+            elif str(old["name"]).startswith(_PARAMETER_VALUE):
+                refusal = (
+                    "a parameter setpoint was written to the PLC and cannot be corrected;"
+                    " change the parameter again instead"
+                )
             elif replaced is not None:
                 refusal = f"value {value_id} was already corrected by value {replaced[0]}"
             if refusal is not None:

@@ -482,6 +482,10 @@ class BatchRunScreen(HmiScreen):
             fields.insert(0, Field("code", "Reason code", value="PROCESS", check=check_code))
         return fields
 
+    def _codes_note(self) -> str:
+        codes = self.ctx.batches.settings.reason_codes if self.ctx.batches is not None else {}
+        return "\nReason codes: " + ", ".join(codes) if codes else ""
+
     def _setpoint_now(self, parameter: Parameter) -> str:
         """The setpoint the PLC holds now, in the parameter's unit (display only)."""
         update = self.ctx.values.get(parameter.write_tag or "")
@@ -522,7 +526,7 @@ class BatchRunScreen(HmiScreen):
             f" limits {parameter.low}..{parameter.high} {parameter.unit}.\n"
             "Within the limits the new value is written to the PLC at once. Outside them it"
             " becomes a deviation: you sign the request, a supervisor co-signs, and only then"
-            " is it written."
+            " is it written." + self._codes_note()
         )
         fields = [
             Field("value", f"New value ({parameter.unit})", check=check_number),
@@ -558,9 +562,9 @@ class BatchRunScreen(HmiScreen):
             self.say(f"{name} changed to {wanted} {unit}: written to the PLC and read back.")
         else:
             self.say(
-                f"{name} {wanted} {unit} is outside its limits: deviation {change.deviation_id}"
-                " needs your signature and a supervisor's co-signature; the value is written"
-                " only then."
+                f"{name} {wanted} {unit} is outside its limits (deviation"
+                f" {change.deviation_id}): it is written to the PLC once a supervisor has"
+                " co-signed your request."
             )
         self.reload()
         self.post_message(DeviationsRequested())
@@ -599,7 +603,8 @@ class BatchRunScreen(HmiScreen):
                 f"Request to skip step {current.index + 1}: '{title}'",
                 self._reason_fields("Why the step must be skipped"),
                 note="You sign the request; a supervisor co-signs at this kiosk. The step is"
-                " skipped only then, and the skip stays in the record as a deviation.",
+                " skipped only then, and the skip stays in the record as a deviation."
+                + self._codes_note(),
             ),
             asked,
         )
@@ -609,7 +614,7 @@ class BatchRunScreen(HmiScreen):
         if info is None or batches is None:
             return
         self.run_blocking(
-            lambda: batches.values(info.batch_id),
+            lambda: batches.correctable_values(info.batch_id),
             lambda values: self._pick_value(info, values),
             lambda text, _exc: self.say(text, error=True),
         )
@@ -628,9 +633,12 @@ class BatchRunScreen(HmiScreen):
         batches = self.ctx.batches
         if batches is None:
             return
-        entered = {v.value_id: v for v in values if v.source == "entered" and v.current}
+        entered = {v.value_id: v for v in values}
         if not entered:
-            self.say("No value has been entered yet; PLC readings cannot be corrected.")
+            self.say(
+                "No entered value to correct: PLC readings and parameter setpoints cannot be"
+                " corrected."
+            )
             return
         titles = [step.title for step in batches.recipe_of(info).steps]
         choices = [Choice(str(k), self._value_line(v, titles)) for k, v in entered.items()]

@@ -9,12 +9,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select, Static
 
 from hmi.app import HmiApp
 from hmi.audit.tables import audit_event
+from hmi.batch.errors import StepDataInvalid
 from hmi.batch.model import BatchStatus, DeviationKind, DeviationStatus, StepStatus
 from hmi.screens.batch_run import BatchRunScreen
 from hmi.screens.modals.choice import ChoiceDialog
@@ -129,7 +131,16 @@ async def test_parameter_change_within_limits_then_outside_cosigned(
             "co-signed",
         )
         await wait_until(pilot, lambda: speed_setpoint(sim) == 16.0, "written after co-sign")
-        assert "outside its limits: deviation" in text_of(pilot, "#batch-message")
+        assert "outside its limits (deviation" in text_of(pilot, "#batch-message")
+        # the record of a setpoint sent to the PLC is not offered for correction
+        await pilot.press("f11")
+        await settle(pilot)
+        assert text_of(pilot, "#batch-message").startswith("No entered value to correct")
+        assert batches.correctable_values(batch_id) == []
+        record = next(v for v in batches.values(batch_id) if v.name == "parameter:blend_speed")
+        session = kiosk.auth.sessions.current
+        with pytest.raises(StepDataInvalid, match="change the parameter again instead"):
+            batches.correct_value(session, batch_id, record.value_id, "12", "wrong value typed")
     [deviation] = batches.deviations(batch_id)
     assert deviation.kind is DeviationKind.PARAMETER_CHANGE and deviation.critical
     assert (deviation.expected, deviation.actual) == ("10..14", "16")
