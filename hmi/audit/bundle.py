@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ class BundleContents:
     checkpoints: list[Checkpoint]
     records: list[dict[str, Any]] = field(default_factory=list)
     sha256: str = ""
+    #: The file's lines as read (without their newline), for checks on the exact bytes.
+    raw_lines: list[bytes] = field(default_factory=list, repr=False)
 
 
 def write_bundle(
@@ -110,10 +112,17 @@ def _where(number: int, data: dict[str, Any] | None) -> str:
 
 
 def read_bundle(
-    path: Path, *, trust: dict[str, PublicKey] | None = None, workers: int | None = None
+    path: Path,
+    *,
+    trust: dict[str, PublicKey] | None = None,
+    workers: int | None = None,
+    meanwhile: Callable[[BundleContents], None] | None = None,
 ) -> tuple[VerifyReport, BundleContents]:
     """Verify a bundle offline. ``trust`` (key files given by the verifier) makes the check strict:
-    without it the bundle's own keys are used and their fingerprints reported for comparison."""
+    without it the bundle's own keys are used and their fingerprints reported for comparison.
+
+    ``meanwhile`` gets the parsed contents while the event signatures are being checked on the
+    other cores (the batch-record checks use it)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -141,7 +150,9 @@ def read_bundle(
         raise BundleError(f"{path} is not an audit bundle (format {parsed[0].get('format')!r})")
     header = parsed[0]
     trailer = parsed[-1]
-    contents = BundleContents(header=header, keys={}, events=[], checkpoints=[])
+    contents = BundleContents(
+        header=header, keys={}, events=[], checkpoints=[], raw_lines=raw_lines
+    )
     for number, data in enumerate(parsed[1:-1], start=2):
         if data is None:
             continue
@@ -242,6 +253,7 @@ def read_bundle(
         partial=bool(header.get("partial")),
         workers=workers,
         report=report,
+        meanwhile=None if meanwhile is None else lambda: meanwhile(contents),
     )
     return report, contents
 
