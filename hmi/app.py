@@ -60,6 +60,7 @@ from hmi.screens.modals.menu import MenuDialog, MenuEntry
 from hmi.screens.overview import OverviewScreen
 from hmi.screens.qa_review import QaReviewScreen
 from hmi.screens.recipes import RecipesScreen
+from hmi.screens.security_alerts import SecurityAlertsScreen
 from hmi.screens.service_mode import ServiceModeScreen
 from hmi.screens.users import UsersScreen
 
@@ -100,6 +101,7 @@ SCREENS: dict[str, ScreenSpec] = {
     "service": ScreenSpec("Service mode", ("service_mode.enter",), ServiceModeScreen),
     "audit": ScreenSpec("Audit trail", ("audit.view",), AuditTrailScreen),
     "users": ScreenSpec("Users", ("user.manage", "user.review"), UsersScreen),
+    "security": ScreenSpec("Security alerts", ("security_alert.view",), SecurityAlertsScreen),
 }
 
 RECOVERY_WAIT_S = 10.0

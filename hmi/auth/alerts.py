@@ -26,8 +26,18 @@ if TYPE_CHECKING:
     from hmi.auth.sessions import Session, SessionService
 
 
+HISTORY_LIMIT = 500
+"""How many alerts :meth:`AlertService.history` returns at most (older ones stay in the
+database and the audit trail)."""
+
+
 class AlertKind(StrEnum):
     ACCOUNT_LOCKED = "account_locked"
+
+    @property
+    def label(self) -> str:
+        """The kind as printed on screens."""
+        return self.value.replace("_", " ").capitalize()
 
 
 class AlertState(StrEnum):
@@ -189,6 +199,19 @@ class AlertService:
                 select(auth_alert)
                 .where(auth_alert.c.state.in_(wanted))
                 .order_by(auth_alert.c.alert_id.desc())
+            ).mappings()
+            return [_alert(dict(r)) for r in rows]
+
+    def history(self, session: Session, *, limit: int = HISTORY_LIMIT) -> list[SecurityAlert]:
+        """The most recent alerts in every state, newest first (needs ``security_alert.view``):
+        what the security alerts screen lists, so an administrator sees what was raised, who
+        acknowledged it and how it was resolved."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self.sessions.authorize(session, "security_alert.view")
+        with read_only(self.engine) as conn:
+            rows = conn.execute(
+                select(auth_alert).order_by(auth_alert.c.alert_id.desc()).limit(limit)
             ).mappings()
             return [_alert(dict(r)) for r in rows]
 
