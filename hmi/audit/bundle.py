@@ -9,9 +9,11 @@ and the report names the line (and the event's sequence number where there is on
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,23 @@ def _where(number: int, data: dict[str, Any] | None) -> str:
     return f"line {number}"
 
 
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a bundle is parsed and checked.
+
+    Parsing a bundle creates a few hundred thousand dictionaries and lists that all stay alive
+    until the check is over; the collector would walk them again and again for nothing (a
+    third of the time of a 2,000-event batch bundle). Reference counting still frees
+    everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read_bundle(
     path: Path,
     *,
@@ -123,6 +142,16 @@ def read_bundle(
 
     ``meanwhile`` gets the parsed contents while the event signatures are being checked on the
     other cores (the batch-record checks use it)."""
+    with collection_paused():
+        return _read_bundle(path, trust, workers, meanwhile)
+
+
+def _read_bundle(
+    path: Path,
+    trust: dict[str, PublicKey] | None,
+    workers: int | None,
+    meanwhile: Callable[[BundleContents], None] | None,
+) -> tuple[VerifyReport, BundleContents]:
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from hmi.audit import canonical
-from hmi.audit.bundle import BundleContents, read_bundle, write_bundle
+from hmi.audit.bundle import BundleContents, collection_paused, read_bundle, write_bundle
 from hmi.audit.keys import PublicKey, Signer
 from hmi.audit.verify import Kind, VerifyReport
 from hmi.auth.roles import Meaning, Role
@@ -218,6 +218,7 @@ def _parse(
 ) -> tuple[dict[str, tuple[int, dict[str, Any], Any]], dict[str, list[tuple[int, Any, Any]]]]:
     singles: dict[str, tuple[int, dict[str, Any], Any]] = {}
     repeated: dict[str, list[tuple[int, Any, Any]]] = {kind: [] for kind in REPEATED}
+    pending: dict[str, list[tuple[int, dict[str, Any]]]] = {kind: [] for kind in REPEATED}
     records = checker.contents.records
     manifest = records[-1] if records else {}
     hashes: list[Any] = []
@@ -255,13 +256,42 @@ def _parse(
                 checker.problem(index, line, f"a second {kind} line")
             singles[kind] = (index, line, data)
         elif kind in REPEATED:
-            try:
-                repeated[kind].append((index, line, REPEATED[kind].model_validate(data)))
-            except ValidationError as exc:
-                checker.problem(index, line, f"malformed ({exc.error_count()} errors)")
+            pending[kind].append((index, line))
         else:
             checker.problem(index, line, "unknown record line type")
+    for kind, lines in pending.items():
+        repeated[kind] = _validate_lines(checker, REPEATED[kind], lines)
     return singles, repeated
+
+
+def _validate_lines(
+    checker: _Checker, model: type[Any], lines: list[tuple[int, dict[str, Any]]]
+) -> list[tuple[int, Any, Any]]:
+    """Validate the data of many lines of one kind in one call; name each malformed line."""
+    if not lines:
+        return []
+    try:
+        items = _list_adapter(model).validate_python([line.get("data") for _i, line in lines])
+        return [(index, line, item) for (index, line), item in zip(lines, items, strict=True)]
+    except ValidationError:
+        pass
+    out = []
+    for index, line in lines:
+        try:
+            out.append((index, line, model.model_validate(line.get("data"))))
+        except ValidationError as exc:
+            checker.problem(index, line, f"malformed ({exc.error_count()} errors)")
+    return out
+
+
+_ADAPTERS: dict[str, TypeAdapter[list[Any]]] = {}
+
+
+def _list_adapter(model: type[Any]) -> TypeAdapter[list[Any]]:
+    adapter = _ADAPTERS.get(model.__name__)
+    if adapter is None:
+        adapter = _ADAPTERS[model.__name__] = TypeAdapter(list[model])  # type: ignore[valid-type]
+    return adapter
 
 
 def _check_values(
@@ -407,7 +437,9 @@ def _verify_record(
         recipe = RecipeContent.model_validate(singles["ebr.recipe"][2])
         summary = Summary.model_validate(singles["ebr.summary"][2])
         meta = singles["ebr.meta"][2]
-        refs = [EventRef(terminal_id=str(t), seq=int(s)) for t, s in singles["ebr.audit_trail"][2]]
+        refs = _list_adapter(EventRef).validate_python(
+            [{"terminal_id": str(t), "seq": int(s)} for t, s in singles["ebr.audit_trail"][2]]
+        )
     except (ValidationError, TypeError, ValueError, KeyError) as exc:
         checker.problem(
             None, None, f"a header, recipe, summary or audit trail line is malformed ({exc})"
@@ -458,10 +490,17 @@ def _verify_record(
         )
     if len(report.problems) > before:
         return None
-    events = []
-    for ref in refs:
-        event = checker.events[(ref.terminal_id, ref.seq)]
-        events.append(AuditEvent.model_validate({k: event.get(k) for k in AuditEvent.model_fields}))
+    fields = tuple(AuditEvent.model_fields)
+    try:
+        events = _list_adapter(AuditEvent).validate_python(
+            [
+                {k: checker.events[(ref.terminal_id, ref.seq)].get(k) for k in fields}
+                for ref in refs
+            ]
+        )
+    except ValidationError as exc:
+        checker.problem(None, None, f"an audit event of the record is malformed ({exc})")
+        return None
     return EbrRecord(
         header=header,
         recipe=recipe,
@@ -516,6 +555,13 @@ def read_batch_bundle(
 
     The record checks run while the other cores check the event signatures; their problems
     are reported after the audit bundle's, as if they had run one after the other."""
+    with collection_paused():
+        return _read_batch_bundle(path, trust, workers)
+
+
+def _read_batch_bundle(
+    path: Path, trust: dict[str, PublicKey] | None, workers: int | None
+) -> BatchBundle:
     side = VerifyReport()
     records: list[EbrRecord | None] = []
 
