@@ -178,8 +178,10 @@ class AuditLog:
             conn = self._connection()
             with conn.begin():
                 yield conn
-                last: RecordedEvent | None = conn.info.pop("hmi_audit_last", None)
-                count: int = conn.info.pop("hmi_audit_count", 0)
+                info = conn.info
+                last: RecordedEvent | None = info.pop("hmi_audit_last", None)
+                count: int = info.pop("hmi_audit_count", 0)
+                info.pop("hmi_audit_driver", None)
         except (DBAPIError, sqlite3.Error) as exc:
             self._local.conn = None
             raise AuditWriteError(
@@ -274,8 +276,9 @@ class AuditLog:
             raise AuditWriteError(
                 f"the action was not recorded and did not happen: {describe_db_error(exc)}"
             ) from exc
-        conn.info["hmi_audit_last"] = event
-        conn.info["hmi_audit_count"] = conn.info.get("hmi_audit_count", 0) + 1
+        info = conn.info
+        info["hmi_audit_last"] = event
+        info["hmi_audit_count"] = info.get("hmi_audit_count", 0) + 1
         return event
 
     def _check_terminal(self, conn: Connection) -> None:
@@ -303,6 +306,7 @@ class AuditLog:
         if self._sqlite:
             # The append path is hot: talk to the driver directly inside SQLAlchemy's transaction.
             raw = conn.connection.driver_connection
+            conn.info["hmi_audit_driver"] = raw
             found = raw.execute(_HEAD_SQL, (self.terminal_id,)).fetchone()  # type: ignore[union-attr]
             return None if found is None else (int(found[0]), str(found[1]))
         row = conn.execute(
@@ -333,7 +337,7 @@ class AuditLog:
         }
         row = seal_event(self.signer, self.terminal_id, seq, prev, row)
         if self._sqlite:
-            raw = conn.connection.driver_connection
+            raw = conn.info.get("hmi_audit_driver") or conn.connection.driver_connection
             raw.execute(_INSERT_SQL, [row[name] for name in _INSERT_COLUMNS])  # type: ignore[union-attr]
         else:
             conn.execute(insert(audit_event), row)

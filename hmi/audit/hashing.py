@@ -53,33 +53,33 @@ def content_bytes(fields: Mapping[str, Any], details_text: str) -> bytes:
     written in their sorted order and strings escaped exactly as canonical JSON does.
     Anything else takes the general path.
     """
+    enc = _encode_string
     try:
+        action, actor_id, actor_role, entity_id, entity_type, field, meaning, new_value = (
+            fields["action"], fields["actor_id"], fields["actor_role"], fields["entity_id"],
+            fields["entity_type"], fields["field"], fields["meaning"], fields["new_value"],
+        )  # fmt: skip
+        old_value, reason, session_id, ts = (
+            fields["old_value"], fields["reason"], fields["session_id"], fields["ts"]
+        )  # fmt: skip
         text = CONTENT_TEMPLATE % (
-            _json_text(fields["action"]),
-            _json_text(fields["actor_id"]),
-            _json_text(fields["actor_role"]),
+            "null" if action is None else enc(action),
+            "null" if actor_id is None else enc(actor_id),
+            "null" if actor_role is None else enc(actor_role),
             details_text,
-            _json_text(fields["entity_id"]),
-            _json_text(fields["entity_type"]),
-            _json_text(fields["field"]),
-            _json_text(fields["meaning"]),
-            _json_text(fields["new_value"]),
-            _json_text(fields["old_value"]),
-            _json_text(fields["reason"]),
-            _json_text(fields["session_id"]),
-            _json_text(fields["ts"]),
+            "null" if entity_id is None else enc(entity_id),
+            "null" if entity_type is None else enc(entity_type),
+            "null" if field is None else enc(field),
+            "null" if meaning is None else enc(meaning),
+            "null" if new_value is None else enc(new_value),
+            "null" if old_value is None else enc(old_value),
+            "null" if reason is None else enc(reason),
+            "null" if session_id is None else enc(session_id),
+            "null" if ts is None else enc(ts),
         )
         return text.encode("utf-8")
-    except (TypeError, UnicodeEncodeError):
-        return _general(fields, details_text)  # raises, naming the bad value or text
-
-
-def _json_text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if type(value) is not str:
-        raise TypeError
-    return _encode_string(value)
+    except (TypeError, UnicodeEncodeError):  # not text: the general path encodes or explains
+        return _general(fields, details_text)
 
 
 def _general(fields: Mapping[str, Any], details_text: str) -> bytes:
