@@ -22,6 +22,7 @@ from hmi.audit.verify import (
     Kind,
     Row,
     VerifyReport,
+    collection_paused,
     default_workers,
     verify_rows,
     verify_sqlite_file,
@@ -281,7 +282,8 @@ def verify_database(
         anchors = {t: a for t, a in anchors.items() if t == terminal}
     report.incremental_from = {t: a.seq for t, a in anchors.items()}
     try:
-        _verify_rows_of(engine, report, trusted, checkpoints, anchors, terminal, workers)
+        with collection_paused():
+            _verify_rows_of(engine, report, trusted, checkpoints, anchors, terminal, workers)
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_db_error(exc)) from exc
     if witness is not None:

@@ -6,14 +6,16 @@ Signature checks, the expensive part, run on all cores.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sqlite3
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from json.encoder import encode_basestring as _encode_string
@@ -125,6 +127,23 @@ class VerifyReport:
             },
             "problems": [p.to_json() for p in self.problems],
         }
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a chain or a bundle is read and checked.
+
+    Verification creates many thousands of rows, dictionaries and lists that all stay alive
+    until the check is over; the collector would walk them again and again for nothing (a
+    third of the time of a 2,000-event batch bundle). Reference counting still frees
+    everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- per-row checks (run in worker processes) ------------------------------------------
@@ -322,6 +341,7 @@ def verify_checked(
 
 
 # -- SQLite files: worker processes read their own share of the rows ---------------------
+
 
 def _slim(row: Row) -> Row:
     """What the chain checks need of a row already checked (details only for a chain's first)."""

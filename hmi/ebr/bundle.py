@@ -24,9 +24,9 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from hmi.audit import canonical
-from hmi.audit.bundle import BundleContents, collection_paused, read_bundle, write_bundle
+from hmi.audit.bundle import BundleContents, read_bundle, write_bundle
 from hmi.audit.keys import PublicKey, Signer
-from hmi.audit.verify import Kind, VerifyReport
+from hmi.audit.verify import Kind, VerifyReport, collection_paused
 from hmi.auth.roles import Meaning, Role
 from hmi.auth.signatures import RecordRef, Signature, binding_sha256
 from hmi.clock import from_utc_text
