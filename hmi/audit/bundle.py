@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from hmi import __version__
 from hmi.audit import canonical
@@ -146,10 +147,10 @@ def _read_bundle(
     parsed: list[dict[str, Any] | None] = []
     for number, line in enumerate(raw_lines, start=1):
         try:
-            data = json.loads(line.decode("utf-8"))
+            data = orjson.loads(line)  # C speed; a bundle line is plain JSON in UTF-8
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-        except (UnicodeDecodeError, ValueError) as exc:
+        except ValueError as exc:  # orjson.JSONDecodeError, invalid UTF-8 included
             report.add(Kind.BUNDLE, None, None, f"{_where(number, None)}: not valid JSON ({exc})")
             parsed.append(None)
             continue

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from hmi.audit import canonical
@@ -205,7 +206,7 @@ class _Checker:
         cached = self._details.get(key)
         if cached is None:
             try:
-                value = canonical.loads(str(event.get("details")))
+                value = orjson.loads(str(event.get("details")))
             except ValueError:
                 value = {}
             cached = value if isinstance(value, dict) else {}
