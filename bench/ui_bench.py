@@ -12,6 +12,14 @@ Run: ``python bench/ui_bench.py`` (about 40 s on a 2-core machine). Not part of 
    trail screen verifies a 20k-row chain in the background; the worst lateness of a 10 ms timer
    on the UI loop (a frame is late by at least that much).
 4. Resident memory (VmRSS, VmHWM) of the benchmark process at the end.
+5. Resident memory after a full batch: a fresh process (so the figures above do not weigh on
+   it) drives one batch of PARA500-FB through the real App and an accelerated simulator
+   (300x: the 15-minute blend takes 3 s), as an operator, a supervisor and QA would by keys:
+   start, line clearance with its co-signature, charges (one out of tolerance, with its
+   deviation reason), blend, samples, discharge, the signatures, QA disposition, audit trail
+   review and release. VmRSS is read at login, after release with the App still running, and
+   the peak (VmHWM). The key-by-key steps are the UI tests' own (tests/ui/test_batch_flow.py),
+   so the bench follows the screens as they change. About 60 s.
 """
 
 from __future__ import annotations
@@ -102,11 +110,14 @@ class Client:
         return AsyncuaGateway(settings, base_dir=self.root)
 
 
-def simulator(tmp: Path, client: Client, bench_tags: int) -> SimulatorThread:
+def simulator(
+    tmp: Path, client: Client, bench_tags: int, time_scale: float = 1.0
+) -> SimulatorThread:
     config = SimulatorConfig(
         data_dir=tmp / "sim",
         port=0,
         seed=1,
+        time_scale=time_scale,
         password=PASSWORD,
         trusted_clients=(client.cert,),
         bench_tags=bench_tags,
@@ -339,11 +350,172 @@ async def responsiveness(tmp: Path, rows: int) -> dict[str, Any]:
     }
 
 
+BATCH_TIME_SCALE = 300.0
+"""Simulated seconds per second for the full batch (as the UI tests run it)."""
+
+
+async def full_batch(tmp: Path) -> dict[str, Any]:
+    """One batch from start to QA release through the screens; resident memory around it."""
+    from hmi.batch.model import BatchStatus
+    from hmi.clock import ManualClock
+    from tests.ui.conftest import Kiosk
+    from tests.ui.helpers import idle_group, login, settle
+    from tests.ui.test_batch_flow import (
+        BATCH,
+        complete,
+        cosign,
+        fill,
+        sign,
+        start_batch,
+        switch_user,
+        wait_until,
+    )
+
+    # a clock the flow moves on by 30 s where a fresh authenticator code is needed
+    clock = ManualClock(datetime(2026, 3, 2, 7, 30, 0, tzinfo=UTC))
+    init_site(tmp / "site", site_name="Bench Site", clock=clock).close()
+    site = open_site(tmp / "site", clock=clock)
+    users = {u.user_id: u for u in seed_demo_site(site, argon2=CHEAP)}
+    auth = build_auth_services(site.settings, site.engine, site.audit, site.clock, argon2=CHEAP)
+    kiosk = Kiosk(site, auth, users)
+    client = Client(tmp / "client")
+    sim = simulator(tmp, client, 0, time_scale=BATCH_TIME_SCALE)
+    memory: dict[str, Any] = {}
+    try:
+        gateway = client.gateway(sim.endpoint)
+        app = kiosk.app(gateway=gateway)
+        batches = app.ctx.batches
+        assert batches is not None
+        t0 = time.perf_counter()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await login(pilot, "operator", users["operator"].password)
+            await wait_until(pilot, lambda: app.ctx.plc_state.value == "connected", "PLC")
+            memory["login_rss_mib"] = rss().get("VmRSS")
+            await start_batch(pilot, app)
+            await pilot.press("f3")  # line clearance: performed, then verified by a supervisor
+            await sign(pilot, kiosk, "operator", first=True)
+            if await cosign(pilot, kiosk, "supervisor"):
+                raise RuntimeError("the supervisor's co-signature was refused")
+            screen = app.screen
+            await wait_until(
+                pilot,
+                lambda: (
+                    getattr(screen, "current", None) is not None
+                    and screen.current.step_id == "charge-granulate"
+                ),  # type: ignore[attr-defined]
+                "charge step",
+            )
+            await pilot.press("f2")  # tare, then the operator charges the bin
+            await pilot.pause()
+            await idle_group(pilot, "batch")
+            await gateway.call("open_lid")
+            await gateway.call("charge", 180.0)
+            await fill(pilot, {"lot": "IG-2026-0042"})
+            await complete(pilot, app, "charge-granulate")
+            await fill(pilot, {"lot": "MG-2026-117", "quantity": "0.95"})  # out of tolerance
+            await pilot.press("f3")
+            await sign(pilot, kiosk, "operator")
+            if await cosign(pilot, kiosk, "supervisor"):
+                raise RuntimeError("the supervisor's co-signature was refused")
+            await wait_until(pilot, lambda: "Deviation" in type(app.screen).__name__, "deviation")
+            app.screen.query_one("#reason-code").value = "MATERIAL"  # type: ignore[attr-defined]
+            app.screen.query_one("#reason-text").value = "bench scale reading"  # type: ignore[attr-defined]
+            await pilot.press("f2")
+            await settle(pilot)
+            await wait_until(pilot, lambda: app.screen is screen, "back to the batch")
+            await gateway.call("close_lid")
+            screen.reload()  # type: ignore[attr-defined]
+            await settle(pilot)
+            for step_id in ("close-lid", "lid-interlock", "set-blend"):
+                await complete(pilot, app, step_id)
+            await pilot.press("f2")  # start the blend
+            await pilot.pause()
+            await idle_group(pilot, "batch")
+            await complete(pilot, app, "blend", timeout=60)
+            await complete(pilot, app, "stopped")
+            await fill(
+                pilot, {"sample-TOP": "99.4", "sample-MIDDLE": "100.3", "sample-BOTTOM": "98.8"}
+            )
+            await complete(pilot, app, "bu-samples")
+            await fill(pilot, {"container_id": "IBC-0042"})
+            await complete(pilot, app, "discharge")
+            await pilot.press("f3")
+            await sign(pilot, kiosk, "operator")
+            await idle_group(pilot, "batch")
+            await switch_user(pilot, kiosk, "supervisor")
+            await app.run_action("menu")
+            await pilot.pause()
+            await pilot.press("3")  # Batch execution: the supervisor verifies
+            await settle(pilot)
+            await pilot.press("f3")
+            await sign(pilot, kiosk, "supervisor", first=True)
+            await idle_group(pilot, "batch")
+            await switch_user(pilot, kiosk, "qa")
+            await app.run_action("menu")
+            await pilot.pause()
+            await pilot.press("5")  # QA review: disposition, trail reviewed, release
+            await settle(pilot)
+            await pilot.press("f2")
+            await pilot.pause()
+            app.screen.query_one("#field-comment").value = "no impact: within validated range"  # type: ignore[attr-defined]
+            await pilot.press("f2")
+            await settle(pilot)
+            await pilot.press("f3")
+            await sign(pilot, kiosk, "qa")
+            await idle_group(pilot, "qa")
+            await pilot.press("f4")
+            await sign(pilot, kiosk, "qa")
+            await idle_group(pilot, "qa")
+            status = batches.get(BATCH).status
+            if status is not BatchStatus.RELEASED:
+                said = app.screen.query("#qa-message")
+                why = str(said.first().render()) if said else type(app.screen).__name__
+                raise RuntimeError(f"the batch ended {status.value}, not released: {why}")
+            memory["batch_s"] = time.perf_counter() - t0
+            after = rss()
+            memory["after_batch_rss_mib"] = after.get("VmRSS")
+            memory["peak_rss_mib"] = after.get("VmHWM")
+            memory["status"] = status.value
+        app.ctx.site.close()
+    finally:
+        sim.stop()
+    return memory
+
+
+def batch_in_fresh_process() -> dict[str, Any]:
+    """Run :func:`full_batch` in a new interpreter and read its figures back."""
+    import json
+
+    done = subprocess.run(
+        [sys.executable, __file__, "--full-batch-only"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"the full batch failed:\n{done.stdout}\n{done.stderr}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument(
+        "--full-batch-only",
+        action="store_true",
+        help="only step 5, printing its figures as JSON (used by the full run)",
+    )
     args = parser.parse_args()
+    if args.full_batch_only:
+        import json
+
+        with tempfile.TemporaryDirectory(prefix="ui-bench-batch-") as name:
+            print(json.dumps(asyncio.run(full_batch(Path(name)))))
+        return
     with tempfile.TemporaryDirectory(prefix="ui-bench-") as name:
         tmp = Path(name)
         lat = asyncio.run(latency(tmp / "lat", args.samples))
@@ -366,6 +538,13 @@ def main() -> None:
         print(
             f"Resident memory of this process: {memory.get('VmRSS')} MiB now, "
             f"peak {memory.get('VmHWM')} MiB"
+        )
+        batch = batch_in_fresh_process()
+        print(
+            f"Resident memory after a full batch (fresh process, batch {batch['status']} in "
+            f"{batch['batch_s']:.0f} s at {BATCH_TIME_SCALE:.0f}x): "
+            f"{batch['after_batch_rss_mib']} MiB (at login {batch['login_rss_mib']} MiB, "
+            f"peak {batch['peak_rss_mib']} MiB)"
         )
         up = startup(tmp / "start")
         print(
