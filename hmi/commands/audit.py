@@ -1,4 +1,4 @@
-"""``hmi audit verify | export | show``: prove, copy and read the audit trail."""
+"""``hmi audit verify | export | show | review``: prove, copy, read and review the audit trail."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hmi.commands.errors import CommandError, data_dir
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
-    audit = sub.add_parser("audit", help="verify, export and read the audit trail")
+    audit = sub.add_parser("audit", help="verify, export, read and review the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
     verify = audit_sub.add_parser(
@@ -72,6 +72,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     show.add_argument("--terminal")
     show.add_argument("--limit", type=int, default=200)
     show.set_defaults(handler=run_show)
+
+    from hmi.commands.ebr import add_review_action
+
+    add_review_action(audit_sub, parent)
 
 
 def parse_time(text: str | None, *, end: bool = False) -> str | None:

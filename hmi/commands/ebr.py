@@ -1,5 +1,6 @@
 """``hmi ebr report | export | verify | unreviewed``: true copies of batch records and the
-audit trail review report. ``add_batch_actions`` adds ``report`` and ``export`` to ``hmi batch``.
+audit trail review report. ``add_batch_actions`` adds ``report`` and ``export`` to ``hmi batch``;
+``add_review_action`` adds ``review`` (sign a review of a time range) to ``hmi audit``.
 """
 
 from __future__ import annotations
@@ -64,21 +65,62 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     unreviewed.set_defaults(handler=run_unreviewed)
 
 
+def add_review_action(audit_sub: Any, parent: argparse.ArgumentParser) -> None:
+    """``hmi audit review`` (called from hmi/commands/audit.py)."""
+    review = audit_sub.add_parser(
+        "review",
+        parents=[parent],
+        help="sign a review of a time range of the audit trail (shift or periodic)",
+        description="Shows the events of every terminal in the range, then asks for your"
+        " login and your electronic signature (at the prompt, or one answer per line on"
+        " standard input). The start is included and the end is not, so consecutive shifts"
+        " (06:00-14:00, 14:00-22:00) meet exactly. A supervisor signs a shift review (meaning"
+        " 'reviewed'), QA a periodic review (meaning 'audit trail reviewed') or a shift"
+        " review. The range must"
+        " end no later than now and must not cover again events a review of the same kind"
+        " covers. 'hmi ebr unreviewed' lists what nobody has reviewed yet.",
+    )
+    review.add_argument(
+        "--from",
+        dest="ts_from",
+        required=True,
+        metavar="TIME",
+        help="start, included: ISO date or date-time, local unless it has an offset"
+        " (2026-03-02T06:00)",
+    )
+    review.add_argument(
+        "--to",
+        dest="ts_to",
+        metavar="TIME",
+        help="end, not included (default: now); a date alone: to the end of that day",
+    )
+    review.add_argument(
+        "--kind",
+        choices=("shift", "periodic"),
+        help="default: shift for a supervisor, periodic for QA",
+    )
+    review.add_argument("--comment", metavar="TEXT", help="findings, recorded with the review")
+    review.set_defaults(handler=run_review)
+
+
 def _copies(site: Any) -> Any:
-    from hmi.audit.checkpoint import WitnessFile
     from hmi.commands.batch import build_engine
     from hmi.ebr.copies import BatchRecordCopies
 
-    return BatchRecordCopies(
-        build_engine(site),
-        site=site.settings.site.site_name,
-        line=site.settings.site.line_name,
-        witness=WitnessFile(site.settings.witness_path),
-    )
+    return BatchRecordCopies.for_site(site, build_engine(site))
 
 
 def _batch_id(args: argparse.Namespace) -> str:
     return str(args.batch_id).strip().upper()
+
+
+def _never_overwrite(*paths: Path) -> None:
+    """Refuse before anyone logs in (the copies service checks again when it writes)."""
+    for path in paths:
+        if path.exists():
+            raise CommandError(
+                f"{path} already exists; a copy is never overwritten, choose a new name", 2
+            )
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -86,11 +128,10 @@ def run_export(args: argparse.Namespace) -> int:
     from hmi.commands.acting import acting_user
     from hmi.ebr.assemble import EbrError
 
+    _never_overwrite(args.out)
     with acting_user(args, "audit.export", what="QA or administrator") as acting:
         try:
-            result = _copies(acting.site).export(
-                _batch_id(args), args.out, actor=acting.actor, generated_by=acting.who
-            )
+            result = _copies(acting.site).export_for(acting.session, _batch_id(args), args.out)
         except (BatchNotFound, EbrError) as exc:
             raise CommandError(str(exc), 2) from None
         print(f"Exported batch record {_batch_id(args)} to {result.bundle}")
@@ -107,15 +148,11 @@ def run_report(args: argparse.Namespace) -> int:
     from hmi.commands.acting import acting_user
     from hmi.ebr.assemble import EbrError
 
+    _never_overwrite(args.pdf, args.bundle or args.pdf.with_suffix(".bundle.jsonl"))
     with acting_user(args, "audit.export", what="QA or administrator") as acting:
         try:
-            result = _copies(acting.site).report(
-                _batch_id(args),
-                args.pdf,
-                bundle=args.bundle,
-                actor=acting.actor,
-                generated_by=acting.who,
-                page_format=args.page,
+            result = _copies(acting.site).report_for(
+                acting.session, _batch_id(args), args.pdf, bundle=args.bundle, page_format=args.page
             )
         except (BatchNotFound, EbrError) as exc:
             raise CommandError(str(exc), 2) from None
@@ -151,7 +188,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_unreviewed(args: argparse.Namespace) -> int:
-    from hmi.ebr.review import AuditReviews
+    from hmi.ebr.review import AuditReviews, local_text
     from hmi.site import open_site
 
     site = open_site(data_dir(args), upgrade=False)
@@ -164,11 +201,115 @@ def run_unreviewed(args: argparse.Namespace) -> int:
         print(f"Batches without a signed audit trail review: {len(report.batches)}")
         for item in report.batches:
             state = "ready for review" if item.reviewable else "in progress"
-            print(f"  {item.batch_id:<16} {item.status:<16} {state}, started {item.started_at}")
+            started = local_text(item.started_at)
+            print(f"  {item.batch_id:<16} {item.status:<16} {state}, started {started}")
         print(f"Audit trail ranges not covered by a signed review: {len(report.ranges)}")
         for gap in report.ranges:
             print(f"  {gap.terminal_id} seq {gap.from_seq}-{gap.to_seq} ({gap.events} events,"
-                  f" {gap.ts_from} to {gap.ts_to})")  # fmt: skip
+                  f" {local_text(gap.ts_from)} to {local_text(gap.ts_to)})")  # fmt: skip
+        if report.ranges:
+            print("  sign a review of a range with: hmi audit review --from TIME [--to TIME]")
         return 0
     finally:
         site.close()
+
+
+def _review_time(text: str, option: str, *, end: bool = False) -> str:
+    from hmi.ebr.review import RangeInvalid, parse_review_time
+
+    try:
+        return parse_review_time(text, name=option, end=end)
+    except RangeInvalid as exc:
+        raise CommandError(str(exc), 2) from None
+
+
+def run_review(args: argparse.Namespace) -> int:
+    """Sign a review of a time range: the range is checked before anyone is asked to log in,
+    shown after login, then signed; every refusal is recorded by the services."""
+    from hmi.auth.roles import Role
+    from hmi.commands.users import login_interactively, open_auth, translate_errors
+    from hmi.ebr.review import AuditReviews, RangeInvalid, ReviewRefused
+
+    ts_from = _review_time(args.ts_from, "--from")
+    ts_to = _review_time(args.ts_to, "--to", end=True) if args.ts_to else None
+    site, auth = open_auth(args)
+    try:
+        reviews = AuditReviews(
+            engine=site.engine,
+            audit=site.audit,
+            clock=site.clock,
+            sessions=auth.sessions,
+            signatures=auth.signatures,
+        )
+        try:
+            reviews.check_times(ts_from, ts_to or reviews.now_end())
+        except RangeInvalid as exc:
+            raise CommandError(str(exc), 2) from None
+        with translate_errors():
+            session = login_interactively(auth, what="Supervisor or QA")
+        try:
+            kind = args.kind or ("shift" if session.role is Role.SUPERVISOR else "periodic")
+            with translate_errors():
+                reviews.authorize_reviewer(session, kind)
+            try:
+                scope = reviews.prepare_range(ts_from, ts_to or reviews.now_end(), kind=kind)
+            except RangeInvalid as exc:
+                raise CommandError(str(exc), 2) from None
+            except ReviewRefused as exc:
+                raise CommandError(f"{exc}; nothing was signed", 1) from None
+            with translate_errors():
+                signature = _sign_range(auth, session, scope, kind)
+                try:
+                    review_id = reviews.sign_range_review(
+                        session, scope, signature, kind=kind, comment=args.comment
+                    )
+                except ReviewRefused as exc:
+                    raise CommandError(f"the review was refused (recorded): {exc}", 1) from None
+        finally:
+            auth.sessions.logout(session)
+    finally:
+        site.close()
+    from hmi.auth.signatures import manifestation
+
+    print(f"Signed {kind} review {review_id} of {scope.events} audit events.")
+    print(f"  signed: {manifestation(signature)}")
+    return 0
+
+
+def _sign_range(auth: Any, session: Any, scope: Any, kind: str) -> Any:
+    """Show what is about to be signed, then take the electronic signature at the prompt."""
+    from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT
+    from hmi.commands.users import ask, ask_secret
+    from hmi.ebr.review import AuditReviews
+
+    meaning, _roles = AuditReviews.kind_of(kind)
+    print(f"{kind.capitalize()} review of the audit trail:")
+    print(f"  {scope.describe()}")
+    accept = False
+    if not auth.signatures.statement_accepted(session.user_id):
+        print(ACCOUNTABILITY_STATEMENT)
+        answer = ask("Type 'I agree' to accept this statement: ")
+        if answer.strip().lower() != "i agree":
+            raise CommandError("the statement was not accepted; nothing was signed", 1)
+        accept = True
+    print(
+        f"Electronic signature, meaning '{meaning.label.lower()}', over {scope.ref.type}"
+        f" {scope.ref.id} (SHA-256 {scope.ref.sha256})."
+    )
+    needed = auth.signatures.components_needed(session, meaning)
+    user_id = ask("Signature - user ID: ") if "user_id" in needed else None
+    password = ask_secret("Signature - password: ")
+    totp = (
+        ask("Signature - a new authenticator code (not the one used to log in): ")
+        if "totp" in needed
+        else None
+    )
+    return auth.signatures.sign(
+        session,
+        scope.ref,
+        meaning,
+        password=password,
+        user_id=user_id,
+        totp=totp,
+        accept_statement=accept,
+    )

@@ -1,5 +1,7 @@
 """QA review: completed batches, their deviations to disposition, the signed audit trail
-review, and release or reject with an e-signature."""
+review, and release or reject with an e-signature; the two true copies of the selected batch
+record (the PDF and the electronic bundle, in the site's ``exports/`` folder); and signed
+reviews of a time range of the audit trail, with what nobody has reviewed yet."""
 
 from __future__ import annotations
 
@@ -11,11 +13,19 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from hmi.auth.roles import Meaning
+from hmi.auth.signatures import Signature
 from hmi.batch.model import BatchInfo, BatchStatus, DeviationInfo
+from hmi.ebr.copies import BatchRecordCopies, CopyResult
+from hmi.ebr.review import AuditReviews, UnreviewedReport, local_text
 from hmi.screens.base import HmiScreen
 from hmi.screens.errors import describe_error
 from hmi.screens.modals.esignature import ESignatureDialog
 from hmi.screens.modals.form import Field, FormDialog
+from hmi.screens.modals.range_review import (
+    RangeReviewDialog,
+    RangeReviewRequest,
+    describe_record_error,
+)
 
 
 class QaReviewScreen(HmiScreen):
@@ -40,18 +50,45 @@ class QaReviewScreen(HmiScreen):
             id="next-deviation",
             tooltip="Select the next deviation of the batch",
         ),
+        Binding(
+            "f7",
+            "print_record",
+            "PDF",
+            id="print-record",
+            tooltip="Print the selected batch record to PDF, from its electronic bundle",
+        ),
+        Binding(
+            "f8",
+            "export_copy",
+            "Copy",
+            id="export-copy",
+            tooltip="Write the electronic true copy (bundle) of the selected batch record",
+        ),
+        Binding(
+            "f9",
+            "range_review",
+            "Range rev.",
+            id="range-review",
+            tooltip="Sign a review of a time range of the audit trail",
+        ),
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batches_shown: list[BatchInfo] = []
         self.deviations: list[DeviationInfo] = []
+        self.copying = ""
+        """What copy is being made now (its key is dimmed until it is done)."""
+        self.unreviewed: UnreviewedReport | None = None
+        self._copies: BatchRecordCopies | None = None
+        self._reviews: AuditReviews | None = None
 
     def compose_body(self) -> ComposeResult:
         yield Static("Batches awaiting review", classes="form-title")
         yield DataTable(id="qa-batches", cursor_type="row")
         yield Static("", id="qa-deviations")
         yield DataTable(id="qa-deviation-table", cursor_type="row")
+        yield Static("", id="qa-unreviewed")
         yield Static("", id="qa-message", classes="message")
 
     def on_mount(self) -> None:
@@ -64,6 +101,18 @@ class QaReviewScreen(HmiScreen):
         self.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The copy and range review keys stay in the footer, dimmed (None) while unusable.
+        if action in ("print_record", "export_copy"):
+            usable = self.ctx.may("audit.export") and bool(self.batches_shown)
+            return True if usable and not self.copying else None
+        if action == "range_review":
+            session = self.ctx.session
+            usable = (
+                session is not None
+                and self.ctx.may("audit.view")
+                and bool(AuditReviews.kinds_for(session.role))
+            )
+            return True if usable else None
         needed = {
             "disposition": "deviation.disposition",
             "review": "batch.review",
@@ -85,9 +134,41 @@ class QaReviewScreen(HmiScreen):
             ]
 
         self.run_blocking(load, self._show)
+        reviews = self.reviews()
+        self.run_blocking(reviews.unreviewed, self._show_unreviewed)
+
+    def reviews(self) -> AuditReviews:
+        """The audit trail review service of this kiosk (built on first use)."""
+        if self._reviews is None:
+            self._reviews = AuditReviews.for_site(
+                self.ctx.site, self.ctx.auth, batches=self.ctx.batches, tz=self.ctx.tz
+            )
+        return self._reviews
+
+    def copies(self) -> BatchRecordCopies | None:
+        """The batch record copies of this kiosk (built on first use)."""
+        if self._copies is None and self.ctx.batches is not None:
+            self._copies = BatchRecordCopies.for_site(self.ctx.site, self.ctx.batches)
+        return self._copies
+
+    def _show_unreviewed(self, report: UnreviewedReport) -> None:
+        self.unreviewed = report
+        ranges = report.ranges
+        if not ranges:
+            text = "Audit trail: every event is covered by a signed review."
+        else:
+            events = sum(r.events for r in ranges)
+            since = local_text(min(r.ts_from for r in ranges), self.ctx.tz)
+            stretches = "" if len(ranges) == 1 else f" in {len(ranges)} stretches"
+            text = (
+                f"Audit trail not yet reviewed: {events} events{stretches} since {since}"
+                " (F9 to review a range)."
+            )
+        self.query_one("#qa-unreviewed", Static).update(text)
 
     def _show(self, rows: list[BatchInfo]) -> None:
         self.batches_shown = rows
+        self.refresh_bindings()
         table = self.query_one("#qa-batches", DataTable)
         table.clear()
         for b in rows:
@@ -241,4 +322,121 @@ class QaReviewScreen(HmiScreen):
             self.say(f"Batch {info.batch_id}: {meaning.label.lower()}.")
         except Exception as exc:
             self.say(describe_error(exc))
+        self.reload()
+
+    # -- true copies of the selected batch record -----------------------------------------
+
+    def action_print_record(self) -> None:
+        self._copy("pdf")
+
+    def action_export_copy(self) -> None:
+        self._copy("bundle")
+
+    def _copy(self, what: str) -> None:
+        info, session, copies = self.selected(), self.ctx.session, self.copies()
+        if info is None or session is None or copies is None or self.copying:
+            return
+        batch_id = info.batch_id
+        if what == "pdf":
+            self.copying = f"Printing batch record {batch_id} to PDF..."
+
+            def make() -> CopyResult:
+                return copies.report_for(session, batch_id)
+        else:
+            self.copying = f"Writing the true copy of batch record {batch_id}..."
+
+            def make() -> CopyResult:
+                return copies.export_for(session, batch_id)
+
+        self.say(self.copying)
+        self.refresh_bindings()
+        self.run_blocking(make, lambda r: self._copied(batch_id, r), self._copy_failed)
+
+    def _copied(self, batch_id: str, result: CopyResult) -> None:
+        self.copying = ""
+        self.refresh_bindings()
+        if result.pdf is not None:
+            self.say(
+                f"Batch record {batch_id} printed ({result.pages} pages): {result.pdf}\n"
+                f"Printed from the bundle {result.bundle}\nBundle SHA-256: {result.sha256}"
+            )
+            self.notify(f"Batch record {batch_id} printed to PDF.")
+        else:
+            self.say(
+                f"True copy of batch record {batch_id} written and verified: {result.bundle}\n"
+                f"Bundle SHA-256: {result.sha256}"
+            )
+            self.notify(f"True copy of batch record {batch_id} written.")
+
+    def _copy_failed(self, _text: str, exc: BaseException) -> None:
+        self.copying = ""
+        self.refresh_bindings()
+        message = describe_record_error(exc)
+        self.say(f"No copy was made: {message}")
+        self.show_error(message)
+
+    # -- signed review of a time range of the audit trail ----------------------------------
+
+    def action_range_review(self) -> None:
+        session = self.ctx.session
+        if session is None:
+            return
+        kinds = AuditReviews.kinds_for(session.role)
+        if not kinds:
+            self.show_error("Your role may not sign a review of the audit trail.")
+            return
+        reviews = self.reviews()
+        now = reviews.now_end()
+        report = self.unreviewed
+        start = min((r.ts_from for r in report.ranges), default=now) if report else now
+        note = (
+            "Starts where the oldest stretch nobody has reviewed starts."
+            if report and report.ranges
+            else ""
+        )
+        self.app.push_screen(
+            RangeReviewDialog(
+                self.ctx,
+                reviews,
+                ts_from=local_text(start, self.ctx.tz),
+                ts_to=local_text(now, self.ctx.tz),
+                kinds=kinds,
+                note=note,
+            ),
+            self._range_checked,
+        )
+
+    def _range_checked(self, request: RangeReviewRequest | None) -> None:
+        if request is None:
+            return
+        meaning, _roles = AuditReviews.kind_of(request.kind)
+        description = (
+            f"{request.kind.capitalize()} review. {request.scope.describe(self.ctx.tz)}\n"
+            f"Findings: {request.comment}"
+        )
+        self.app.push_screen(
+            ESignatureDialog(self.ctx, request.scope.ref, meaning, description),
+            lambda signature: self._range_signed(request, signature),
+        )
+
+    def _range_signed(self, request: RangeReviewRequest, signature: Signature | None) -> None:
+        session = self.ctx.session
+        if signature is None or session is None:
+            self.say("Not signed: no review of the range was recorded.")
+            return
+        reviews = self.reviews()
+        self.run_blocking(
+            lambda: reviews.sign_range_review(
+                session, request.scope, signature, kind=request.kind, comment=request.comment
+            ),
+            lambda review_id: self._range_recorded(request, review_id),
+            lambda _text, exc: self.say(f"Not recorded: {describe_record_error(exc)}"),
+        )
+
+    def _range_recorded(self, request: RangeReviewRequest, review_id: str) -> None:
+        scope = request.scope
+        self.say(
+            f"{request.kind.capitalize()} review {review_id} signed over {scope.events} events,"
+            f" {local_text(scope.ts_from, self.ctx.tz)} to {local_text(scope.ts_to, self.ctx.tz)}."
+        )
         self.reload()

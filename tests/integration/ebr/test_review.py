@@ -6,8 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
+from hmi.audit.chain import SYSTEM, AuditLog
+from hmi.audit.keys import Signer
+from hmi.audit.store import trusted_keys, verify_database
 from hmi.audit.tables import audit_event
 from hmi.auth.errors import PermissionDenied
 from hmi.auth.roles import Meaning
@@ -15,7 +19,7 @@ from hmi.auth.services import AuthServices
 from hmi.clock import ManualClock, to_utc_text
 from hmi.ebr.review import AuditReviews, ReviewRefused
 from hmi.site import Site
-from tests.integration.batch.support import People, audit_actions, verify_chain
+from tests.integration.batch.support import People, audit_actions
 
 
 def _reviews(site: Site, auth: AuthServices) -> AuditReviews:
@@ -72,8 +76,20 @@ def test_range_reviews_are_signed_recorded_and_shrink_the_unreviewed_report(
         reviews.sign_range_review(qa, later, wrong, kind="periodic")
     refusals = [r for _a, _e, r in audit_actions(site, "audit.review.refused")]
     assert len(refusals) == 2 and "may not sign a periodic review" in (refusals[0] or "")
-    # The range changed between showing and signing (events were added in it): refused.
-    stale = reviews.scope(start, to_utc_text(clock.now() + timedelta(hours=8)))
+    # The range changed between showing and signing: another kiosk, whose clock lags behind,
+    # recorded an event inside it, so the reviewer did not see it: refused.
+    shown_at = clock.now()
+    stale = reviews.scope(start, to_utc_text(shown_at))
+    lagging = AuditLog(
+        site.engine,
+        terminal_id="KIOSK-02",
+        signer=Signer(Ed25519PrivateKey.generate()),
+        clock=ManualClock(shown_at - timedelta(seconds=5)),
+        witness=None,
+    )
+    with site.engine.begin() as conn:
+        lagging.register_terminal(conn)
+    lagging.record_now("audit.verify.passed", SYSTEM, details={"marker": "in the range"})
     signature = people.sign(qa, stale.ref, Meaning.AUDIT_TRAIL_REVIEWED)
     with pytest.raises(ReviewRefused, match="changed since it was shown"):
         reviews.sign_range_review(qa, stale, signature, kind="periodic")
@@ -85,7 +101,11 @@ def test_range_reviews_are_signed_recorded_and_shrink_the_unreviewed_report(
     tail = reviews.unreviewed().ranges
     assert [r.from_seq for r in tail] == [fresh.chains[0].to_seq + 1]
     assert tail[0].to_seq == _head(site)
-    assert verify_chain(site).ok
+    trusted = {
+        **trusted_keys([site.settings.public_key_path]),
+        lagging.signer.key_id: lagging.signer.public,
+    }
+    assert verify_database(site.engine, trusted=trusted, witness=None, workers=1).ok
 
 
 def test_uncovered_stretches_between_reviews() -> None:
