@@ -126,7 +126,6 @@ class StepExecution(EngineCore):
                 f"{actor.user_id} is not recorded as trained on {recipe_id} v{version};"
                 " a supervisor must record the training first"
             )
-        now = to_utc_text(self.clock.now())
         refusal: BatchError | None = None
         with self.audit.transaction() as conn:
             taken = conn.execute(select(batch.c.batch_id).where(batch.c.batch_id == number)).first()
@@ -152,6 +151,22 @@ class StepExecution(EngineCore):
                     details=base,
                 )
             else:
+                # The event first: the batch starts at the time its audit event says, to the
+                # microsecond (the batch record's true copy is checked against that event).
+                started = self.audit.record(
+                    conn,
+                    "batch.started",
+                    actor,
+                    entity=entity,
+                    field="status",
+                    new_value=BatchStatus.RUNNING.value,
+                    details={
+                        "recipe_id": recipe.id,
+                        "recipe_version": recipe.version,
+                        "recipe_sha256": stored.info.sha256,
+                        "steps": len(recipe.steps),
+                    },
+                )
                 conn.execute(
                     insert(batch).values(
                         batch_id=number,
@@ -165,23 +180,9 @@ class StepExecution(EngineCore):
                         step_count=len(recipe.steps),
                         terminal_id=self.terminal_id,
                         started_by=actor.user_id,
-                        started_at=now,
+                        started_at=started.ts,
                         session_id=actor.session_id,
                     )
-                )
-                self.audit.record(
-                    conn,
-                    "batch.started",
-                    actor,
-                    entity=entity,
-                    field="status",
-                    new_value=BatchStatus.RUNNING.value,
-                    details={
-                        "recipe_id": recipe.id,
-                        "recipe_version": recipe.version,
-                        "recipe_sha256": stored.info.sha256,
-                        "steps": len(recipe.steps),
-                    },
                 )
         if refusal is not None:
             raise refusal
