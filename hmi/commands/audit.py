@@ -151,12 +151,11 @@ def run_verify(args: argparse.Namespace) -> int:
 
     extra = trusted_keys(args.trust_key) if args.trust_key else {}
     if args.bundle is not None:
-        from hmi.audit.bundle import read_bundle
+        from hmi.ebr.bundle import verify_bundle_file
 
-        report, contents = read_bundle(args.bundle, trust=extra or None, workers=args.workers)
-        from hmi.ebr.bundle import check_batch_records
-
-        check_batch_records(contents, report, trust=extra or None, path=args.bundle)
+        report, contents = verify_bundle_file(
+            args.bundle, trust=extra or None, workers=args.workers
+        )
         if not args.trust_key and not args.json:
             ids = ", ".join(sorted(contents.keys)) or "none"
             print(

@@ -422,6 +422,7 @@ def _verify_record(
     keys: dict[str, PublicKey],
     report: VerifyReport,
     raw: Sequence[bytes] | None,
+    build: bool = True,
 ) -> EbrRecord | None:
     checker = _Checker(contents, keys, report)
     scope = contents.header.get("scope")
@@ -489,7 +490,7 @@ def _verify_record(
         checker.problem(
             index, line, f"leaves out events about the batch: {', '.join(unlisted[:5])}"
         )
-    if len(report.problems) > before:
+    if len(report.problems) > before or not build:
         return None
     fields = tuple(AuditEvent.model_fields)
     try:
@@ -525,11 +526,13 @@ def check_batch_records(
     *,
     trust: dict[str, PublicKey] | None = None,
     path: Path | None = None,
+    build: bool = True,
 ) -> EbrRecord | None:
     """The batch-record checks on an already read bundle (the hook ``hmi audit verify
     --bundle`` calls): adds problems to ``report``; returns the record when it is whole.
 
-    With ``path`` the record lines are hashed as they are in the file (no re-encoding)."""
+    With ``path`` the record lines are hashed as they are in the file (no re-encoding).
+    ``build=False`` only checks: the printable record is not put together (verification)."""
     if not is_batch_bundle(contents):
         return None
     raw: list[bytes] | None = None
@@ -546,30 +549,49 @@ def check_batch_records(
             not line.startswith(b'{"batch_id":') for line in raw[:1]
         ):
             raw = None  # unreadable lines were skipped: fall back to re-encoding
-    return _verify_record(contents, trust if trust is not None else contents.keys, report, raw)
+    keys = trust if trust is not None else contents.keys
+    return _verify_record(contents, keys, report, raw, build)
 
 
 def read_batch_bundle(
     path: Path, *, trust: dict[str, PublicKey] | None = None, workers: int | None = None
 ) -> BatchBundle:
-    """Verify a batch bundle offline: the audit bundle's checks and the record's.
+    """Verify a batch bundle offline and put its record together for printing.
 
     The record checks run while the other cores check the event signatures; their problems
     are reported after the audit bundle's, as if they had run one after the other."""
     with collection_paused():
-        return _read_batch_bundle(path, trust, workers)
+        return _read_batch_bundle(path, trust, workers, build=True)
+
+
+def verify_bundle_file(
+    path: Path, *, trust: dict[str, PublicKey] | None = None, workers: int | None = None
+) -> tuple[VerifyReport, BundleContents]:
+    """What ``hmi audit verify --bundle`` does: every check of an audit bundle and, for a batch
+    record, of its record lines; nothing is put together for printing."""
+    with collection_paused():
+        read = _read_batch_bundle(path, trust, workers, build=False, batch_only=False)
+    return read.report, read.contents
 
 
 def _read_batch_bundle(
-    path: Path, trust: dict[str, PublicKey] | None, workers: int | None
+    path: Path,
+    trust: dict[str, PublicKey] | None,
+    workers: int | None,
+    *,
+    build: bool,
+    batch_only: bool = True,
 ) -> BatchBundle:
     side = VerifyReport()
     records: list[EbrRecord | None] = []
 
     def record_checks(contents: BundleContents) -> None:
-        records.append(check_batch_records(contents, side, trust=trust, path=path))
+        records.append(check_batch_records(contents, side, trust=trust, path=path, build=build))
 
     report, contents = read_bundle(path, trust=trust, workers=workers, meanwhile=record_checks)
+    if not batch_only:
+        report.problems.extend(side.problems)
+        return BatchBundle(report, contents, None)
     if not is_batch_bundle(contents):
         report.add(Kind.BUNDLE, None, None, f"{path} is an audit bundle but not a batch record")
         return BatchBundle(report, contents, None)
@@ -590,5 +612,6 @@ __all__: Sequence[str] = (
     "is_batch_bundle",
     "read_batch_bundle",
     "record_lines",
+    "verify_bundle_file",
     "write_batch_bundle",
 )

@@ -21,7 +21,7 @@ from hmi.audit.chain import Actor
 from hmi.audit.checkpoint import WitnessFile
 from hmi.auth.totp import code_at
 from hmi.batch.engine import BatchEngine
-from hmi.ebr.bundle import manifest_message, read_batch_bundle
+from hmi.ebr.bundle import manifest_message, read_batch_bundle, verify_bundle_file
 from hmi.ebr.copies import BatchRecordCopies
 from hmi.ebr.review import AuditReviews
 from hmi.site import Site
@@ -179,6 +179,14 @@ async def test_batch_record_pdf_bundle_tamper_and_review(
     messages = [p.message for p in tampered.report.problems]
     assert any("(ebr.value value_id" in m and "differs from the correction" in m for m in messages)
     assert not any("manifest" in m or "edited after export" in m for m in messages)
+    # hmi audit verify --bundle runs the same record checks (alongside the signature checks)
+    # and reports the same problem, without putting a printable record together.
+    report, _contents = verify_bundle_file(bad)
+    assert not report.ok
+    assert [p.message for p in report.problems] == messages
+    assert cli.main(["audit", "verify", "--bundle", str(bad)]) == 1
+    intact, _contents = verify_bundle_file(result.bundle)
+    assert intact.ok and intact.rows_checked == len(event_lines)
 
     # The command line: export, verify, report, unreviewed. Copies are made by a logged-in
     # QA user (answered at the prompts on the test's clock), who is named on them.
