@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ class BundleContents:
     sha256: str = ""
     #: The file's lines as read (without their newline), for checks on the exact bytes.
     raw_lines: list[bytes] = field(default_factory=list, repr=False)
+    #: The key whose valid signature covers every byte before the last line, if one does.
+    signed_by: str | None = None
 
 
 def write_bundle(
@@ -232,6 +235,8 @@ def _read_bundle(
                 f"line {len(raw_lines)}: the bundle signature is invalid or by an untrusted key",
             )
         intact = valid and trailer.get("sha256") == digest.hex()
+        if intact:
+            contents.signed_by = str(trailer.get("key_id"))
     if not intact:
         # The signed bytes no longer hold: find the edited lines (every line was written in
         # canonical form, so an edit shows as a line that no longer is).
@@ -246,9 +251,10 @@ def _read_bundle(
                 f"the header announces {header.get(name)} {name}, the bundle holds {count}",
             )
     rows: list[Row] = []
+    row_of = operator.itemgetter(*ROW_FIELDS)
     for event in contents.events:
         try:
-            rows.append(tuple(event[name] for name in ROW_FIELDS))
+            rows.append(row_of(event))
         except KeyError as exc:
             report.add(
                 Kind.BUNDLE,

@@ -223,6 +223,7 @@ def _parse(
     records = checker.contents.records
     manifest = records[-1] if records else {}
     hashes: list[Any] = []
+    manifest_valid = False
     if manifest.get("type") != "ebr.manifest":
         checker.problem(None, None, "the signed ebr.manifest line is missing (truncated?)")
     else:
@@ -233,6 +234,7 @@ def _parse(
             valid = key is not None and key.verify(signature, manifest_message(manifest))
         except (ValueError, TypeError):
             valid = False
+        manifest_valid = valid
         if not valid:
             checker.problem(len(records), manifest, "manifest signature invalid (edited)")
         raw_hashes = manifest.get("sha256")
@@ -241,13 +243,26 @@ def _parse(
             checker.problem(len(records), manifest, f"announces {manifest.get('lines')} record"
                             f" lines of batch {manifest.get('batch_id')}, the bundle holds"
                             f" {len(records)} of batch {batch_id}")  # fmt: skip
+    # When one valid signature covers the whole bundle and the manifest, it covers every
+    # record line byte for byte: whoever could change a line could also have re-signed the
+    # manifest, so its line hashes add nothing and are only compared when the bundle's own
+    # signature fails (then they say which line was edited).
+    by_one_key = (
+        checker.contents.signed_by is not None
+        and manifest_valid
+        and str(manifest.get("key_id")) == checker.contents.signed_by
+        and len(hashes) == len(records)
+    )
     for index, line in enumerate(records):
         kind = str(line.get("type"))
-        exact = raw[index] if raw is not None else canonical.canonical_bytes(line)
-        digest = hashlib.sha256(exact).hexdigest()
-        if index >= len(hashes) or hashes[index] != digest:
-            checker.problem(index, line, "does not match the signed manifest (the line was edited)")
-            continue
+        if not by_one_key:
+            exact = raw[index] if raw is not None else canonical.canonical_bytes(line)
+            digest = hashlib.sha256(exact).hexdigest()
+            if index >= len(hashes) or hashes[index] != digest:
+                checker.problem(
+                    index, line, "does not match the signed manifest (the line was edited)"
+                )
+                continue
         if line.get("batch_id") != batch_id or line.get("n") != index + 1:
             checker.problem(index, line, "record line belongs elsewhere (moved or copied)")
             continue
