@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from hmi.auth.alerts import AlertState, SecurityAlert
+from hmi.auth.alerts import AlertKind, AlertState, SecurityAlert
 from hmi.screens.base import HmiScreen
 from hmi.screens.context import format_local
 
@@ -58,10 +58,10 @@ class SecurityAlertsScreen(HmiScreen):
         self.reload()
 
     def current(self) -> SecurityAlert | None:
-        table = self.query_one(DataTable)
-        if not self.rows or table.cursor_row < 0:
+        tables = self.query(DataTable)
+        if not self.rows or not tables or tables.first().cursor_row < 0:
             return None
-        return self.rows[min(table.cursor_row, len(self.rows) - 1)]
+        return self.rows[min(tables.first().cursor_row, len(self.rows) - 1)]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "acknowledge":
@@ -134,6 +134,8 @@ class SecurityAlertsScreen(HmiScreen):
             )
         elif alert.state is AlertState.OPEN:
             lines.append("Not acknowledged yet (F2 to acknowledge).")
+        if alert.kind is AlertKind.ACCOUNT_LOCKED and alert.state is not AlertState.RESOLVED:
+            lines.append("Unlock the account on the Users screen (F4) to resolve it.")
         if alert.resolved_at is not None:
             lines.append(
                 f"Resolved by {alert.resolved_by} at {format_local(alert.resolved_at, tz)}: "

@@ -136,6 +136,7 @@ async def test_admin_lands_on_users_and_cannot_open_production(kiosk: Kiosk) -> 
             "service": False,
             "audit": True,
             "users": True,
+            "security": True,
         }
         await pilot.press("f1")
         await pilot.pause()

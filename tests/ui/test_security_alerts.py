@@ -78,6 +78,7 @@ async def test_lockout_at_the_login_screen_is_listed_for_the_admin_and_acknowled
             pilot, "#alert-detail"
         )
         assert "Not acknowledged yet" in text_of(pilot, "#alert-detail")
+        assert "Unlock the account on the Users screen (F4)" in text_of(pilot, "#alert-detail")
         assert app.screen.check_action("acknowledge", ()) is True
 
         await pilot.press("f2")
