@@ -5,6 +5,7 @@ reviews of a time range of the audit trail, with what nobody has reviewed yet.""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 from textual import work
@@ -305,7 +306,12 @@ class QaReviewScreen(HmiScreen):
             "release": Meaning.RELEASED,
             "reject": Meaning.REJECTED,
         }[what]
-        ref = batches.batch_record_ref(info.batch_id)
+        # The record hash and the release checks query and verify: off the UI loop.
+        try:
+            ref = await asyncio.to_thread(batches.batch_record_ref, info.batch_id)
+        except Exception as exc:
+            self.say(describe_error(exc))
+            return
         signature = await self.app.push_screen_wait(
             ESignatureDialog(self.ctx, ref, meaning, f"Batch {info.batch_id} - {info.recipe_name}")
         )
@@ -314,11 +320,13 @@ class QaReviewScreen(HmiScreen):
             return
         try:
             if what == "review":
-                batches.review_audit_trail(session, info.batch_id, signature)
+                await asyncio.to_thread(
+                    batches.review_audit_trail, session, info.batch_id, signature
+                )
             elif what == "release":
-                batches.release(session, info.batch_id, signature)
+                await asyncio.to_thread(batches.release, session, info.batch_id, signature)
             else:
-                batches.reject(session, info.batch_id, signature, reason)
+                await asyncio.to_thread(batches.reject, session, info.batch_id, signature, reason)
             self.say(f"Batch {info.batch_id}: {meaning.label.lower()}.")
         except Exception as exc:
             self.say(describe_error(exc))
