@@ -49,3 +49,20 @@ def acting_user(args: argparse.Namespace, action: str, *, what: str) -> Iterator
             auth.sessions.logout(session)
     finally:
         site.close()
+
+
+def accept_statement(auth: AuthServices, user_id: str) -> bool:
+    """Before a user's first electronic signature: show the accountability statement and have
+    it accepted at the prompt (11.100(c)). True when accepted now, False when accepted before;
+    not accepting stops the command with nothing signed."""
+    from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT
+    from hmi.commands.errors import CommandError
+    from hmi.commands.users import ask
+
+    if auth.signatures.statement_accepted(user_id):
+        return False
+    print(ACCOUNTABILITY_STATEMENT)
+    answer = ask("Type 'I agree' to accept this statement: ")
+    if answer.strip().lower() != "i agree":
+        raise CommandError("the statement was not accepted; nothing was signed", 1)
+    return True

@@ -278,20 +278,14 @@ def run_review(args: argparse.Namespace) -> int:
 
 def _sign_range(auth: Any, session: Any, scope: Any, kind: str) -> Any:
     """Show what is about to be signed, then take the electronic signature at the prompt."""
-    from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT
+    from hmi.commands.acting import accept_statement
     from hmi.commands.users import ask, ask_secret
     from hmi.ebr.review import AuditReviews
 
     meaning, _roles = AuditReviews.kind_of(kind)
     print(f"{kind.capitalize()} review of the audit trail:")
     print(f"  {scope.describe()}")
-    accept = False
-    if not auth.signatures.statement_accepted(session.user_id):
-        print(ACCOUNTABILITY_STATEMENT)
-        answer = ask("Type 'I agree' to accept this statement: ")
-        if answer.strip().lower() != "i agree":
-            raise CommandError("the statement was not accepted; nothing was signed", 1)
-        accept = True
+    accept = accept_statement(auth, session.user_id)
     print(
         f"Electronic signature, meaning '{meaning.label.lower()}', over {scope.ref.type}"
         f" {scope.ref.id} (SHA-256 {scope.ref.sha256})."

@@ -251,7 +251,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_approve(args: argparse.Namespace) -> int:
     from hmi.auth.roles import Meaning
-    from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT, manifestation
+    from hmi.auth.signatures import manifestation
+    from hmi.commands.acting import accept_statement
     from hmi.commands.users import ask, ask_secret
 
     with open_service(args) as (_site, auth, service), translate_errors():
@@ -264,13 +265,7 @@ def run_approve(args: argparse.Namespace) -> int:
         )
         with user_session(auth, "QA") as session:
             needed = auth.signatures.components_needed(session, Meaning.APPROVED)
-            accept = False
-            if not auth.signatures.statement_accepted(session.user_id):
-                print(ACCOUNTABILITY_STATEMENT)
-                answer = ask("Type 'I agree' to accept this statement: ")
-                if answer.strip().lower() != "i agree":
-                    raise CommandError("the statement was not accepted; nothing was signed", 1)
-                accept = True
+            accept = accept_statement(auth, session.user_id)
             print(
                 f"Electronic signature, meaning 'approved', over {info.recipe_id} v{info.version}"
                 f" (SHA-256 {info.sha256})."
