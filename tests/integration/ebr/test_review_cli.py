@@ -217,3 +217,14 @@ def test_wrong_passwords_the_operator_and_an_empty_range_are_refused(
     assert "no audit events between 2021-01-01 00:00:00" in empty.stderr
     assert "there is nothing to review" in empty.stderr
     assert real_site.rows() == []
+
+
+def test_declining_the_accountability_statement_signs_nothing(real_site: RealSite) -> None:
+    answers = real_site.reviewer("qa2")
+    answers[answers.index("I agree")] = "no"
+    declined = real_site.run("audit", "review", "--from", SINCE, answers=answers)
+    assert declined.returncode == 1
+    assert "the statement was not accepted; nothing was signed" in declined.stderr
+    assert "legally binding equivalent of my handwritten signature" in declined.stdout
+    assert real_site.rows() == []
+    assert real_site.events("audit.review.signed") == []
