@@ -53,33 +53,42 @@ def content_bytes(fields: Mapping[str, Any], details_text: str) -> bytes:
     written in their sorted order and strings escaped exactly as canonical JSON does.
     Anything else takes the general path.
     """
-    enc = _encode_string
     try:
-        action, actor_id, actor_role, entity_id, entity_type, field, meaning, new_value = (
-            fields["action"], fields["actor_id"], fields["actor_role"], fields["entity_id"],
-            fields["entity_type"], fields["field"], fields["meaning"], fields["new_value"],
-        )  # fmt: skip
-        old_value, reason, session_id, ts = (
-            fields["old_value"], fields["reason"], fields["session_id"], fields["ts"]
-        )  # fmt: skip
-        text = CONTENT_TEMPLATE % (
-            "null" if action is None else enc(action),
-            "null" if actor_id is None else enc(actor_id),
-            "null" if actor_role is None else enc(actor_role),
-            details_text,
-            "null" if entity_id is None else enc(entity_id),
-            "null" if entity_type is None else enc(entity_type),
-            "null" if field is None else enc(field),
-            "null" if meaning is None else enc(meaning),
-            "null" if new_value is None else enc(new_value),
-            "null" if old_value is None else enc(old_value),
-            "null" if reason is None else enc(reason),
-            "null" if session_id is None else enc(session_id),
-            "null" if ts is None else enc(ts),
-        )
-        return text.encode("utf-8")
+        return content_text(
+            fields["action"], fields["actor_id"], fields["actor_role"], details_text,
+            fields["entity_id"], fields["entity_type"], fields["field"], fields["meaning"],
+            fields["new_value"], fields["old_value"], fields["reason"], fields["session_id"],
+            fields["ts"],
+        ).encode("utf-8")  # fmt: skip
     except (TypeError, UnicodeEncodeError):  # not text: the general path encodes or explains
         return _general(fields, details_text)
+
+
+def content_text(
+    action: str | None, actor_id: str | None, actor_role: str | None, details_text: str,
+    entity_id: str | None, entity_type: str | None, field: str | None, meaning: str | None,
+    new_value: str | None, old_value: str | None, reason: str | None, session_id: str | None,
+    ts: str | None,
+) -> str:  # fmt: skip
+    """The content as text, every column null or an escaped JSON string, in key order (the
+    append and verify hot paths call this once per event). Raises ``TypeError`` for a column
+    that is not text."""
+    enc = _encode_string
+    return CONTENT_TEMPLATE % (
+        "null" if action is None else enc(action),
+        "null" if actor_id is None else enc(actor_id),
+        "null" if actor_role is None else enc(actor_role),
+        details_text,
+        "null" if entity_id is None else enc(entity_id),
+        "null" if entity_type is None else enc(entity_type),
+        "null" if field is None else enc(field),
+        "null" if meaning is None else enc(meaning),
+        "null" if new_value is None else enc(new_value),
+        "null" if old_value is None else enc(old_value),
+        "null" if reason is None else enc(reason),
+        "null" if session_id is None else enc(session_id),
+        "null" if ts is None else enc(ts),
+    )
 
 
 def _general(fields: Mapping[str, Any], details_text: str) -> bytes:

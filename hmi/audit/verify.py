@@ -18,7 +18,6 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from json.encoder import encode_basestring as _encode_string
 from multiprocessing import get_context
 from typing import Any
 
@@ -27,7 +26,7 @@ from nacl.exceptions import BadSignatureError
 
 from hmi.audit import canonical
 from hmi.audit.checkpoint import Checkpoint
-from hmi.audit.hashing import CONTENT_TEMPLATE, GENESIS_PREV_HASH, chain_prefix
+from hmi.audit.hashing import GENESIS_PREV_HASH, chain_prefix, content_text
 from hmi.audit.keys import PublicKey
 
 #: Column order of an event row as the verifier takes it.
@@ -162,7 +161,6 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
     """Status of each row: its hash matches its content, and its signature its hash.
 
     This is the hot path of verification: no dictionary or call per column."""
-    enc = _encode_string
     sha256 = hashlib.sha256
     fromhex = bytes.fromhex
     prefixes: dict[str, bytes] = {}
@@ -177,21 +175,11 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
         try:
             # Formatted in one step from the row; ``details`` is the stored canonical text as
             # it is: what is hashed is exactly what is stored (docs/audit-format.md).
-            content = CONTENT_TEMPLATE % (
-                "null" if action is None else enc(action),
-                "null" if actor_id is None else enc(actor_id),
-                "null" if actor_role is None else enc(actor_role),
-                details if type(details) is str else "null",
-                "null" if entity_id is None else enc(entity_id),
-                "null" if entity_type is None else enc(entity_type),
-                "null" if field_ is None else enc(field_),
-                "null" if meaning is None else enc(meaning),
-                "null" if new_value is None else enc(new_value),
-                "null" if old_value is None else enc(old_value),
-                "null" if reason is None else enc(reason),
-                "null" if session_id is None else enc(session_id),
-                "null" if ts is None else enc(ts),
-            )
+            content = content_text(
+                action, actor_id, actor_role, details if type(details) is str else "null",
+                entity_id, entity_type, field_, meaning, new_value, old_value, reason,
+                session_id, ts,
+            )  # fmt: skip
             prefix = prefixes.get(terminal_id)
             if prefix is None:
                 prefix = prefixes[terminal_id] = chain_prefix(terminal_id)
