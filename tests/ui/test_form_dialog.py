@@ -4,7 +4,7 @@ the entry is right, so a gloved operator never loses what they typed."""
 from __future__ import annotations
 
 from textual.app import App
-from textual.widgets import Input, Static
+from textual.widgets import Input, Label, Static
 
 from hmi.screens.modals.form import Field, FormDialog
 
@@ -42,3 +42,29 @@ async def test_invalid_entry_keeps_the_dialog_open_and_focused() -> None:
         await pilot.press("f2")
         await pilot.pause()
         assert app.result == {"batch": "B-7"}
+
+
+class _Prefilled(App[None]):
+    def on_mount(self) -> None:
+        self.push_screen(
+            FormDialog(
+                "Hold the batch",
+                [Field("code", "Reason code", value="PROCESS"), Field("text", "Reason")],
+            )
+        )
+
+
+async def test_every_field_shows_its_label_with_or_without_a_value() -> None:
+    app = _Prefilled()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        dialog = app.screen
+        assert dialog.query_one("#field-code", Input).value == "PROCESS"
+        for name, label in (("code", "Reason code"), ("text", "Reason")):
+            caption = dialog.query_one(f"#label-{name}", Label)
+            assert str(caption.render()) == label
+            field = dialog.query_one(f"#field-{name}", Input)
+            # on screen, right above its field
+            assert caption.region.height == 1 and caption.region.bottom == field.region.y
+        await pilot.press(*"x")  # typing keeps the label too
+        assert str(dialog.query_one("#label-code", Label).render()) == "Reason code"

@@ -1,4 +1,5 @@
-"""A small form dialog: labelled fields, validated by the service, typed result."""
+"""A small form dialog: labelled fields (the label shown above the field, with or without a
+value), validated by the service, typed result."""
 
 from __future__ import annotations
 
@@ -44,10 +45,11 @@ class FormDialog(ModalScreen[dict[str, str] | None]):
             if self.note:
                 yield Static(self.note)
             for f in self.fields:
+                # a caption, not a placeholder: it stays visible when the field has a value
+                yield Label(f.label, id=f"label-{f.name}", classes="field-caption")
                 yield Input(
                     compact=True,
                     value=f.value,
-                    placeholder=f.label,
                     password=f.password,
                     id=f"field-{f.name}",
                 )
