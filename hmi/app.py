@@ -56,7 +56,7 @@ from hmi.screens.modals.confirm import ConfirmDialog
 from hmi.screens.modals.cosign import CosignDialog
 from hmi.screens.modals.deviation import DeviationDialog, describe_deviation
 from hmi.screens.modals.esignature import ESignatureDialog
-from hmi.screens.modals.menu import MenuDialog, MenuEntry
+from hmi.screens.modals.menu import MenuDialog, MenuEntry, MenuKey
 from hmi.screens.overview import OverviewScreen
 from hmi.screens.qa_review import QaReviewScreen
 from hmi.screens.recipes import RecipesScreen
@@ -538,12 +538,33 @@ class HmiApp(App[None]):
     def menu_entries(self) -> list[MenuEntry]:
         return [MenuEntry(key, spec.label, self.may_open(spec)) for key, spec in SCREENS.items()]
 
-    def action_menu(self) -> None:
-        self.push_screen(MenuDialog(self.menu_entries()), self._navigate)
+    def menu_keys(self) -> list[MenuKey]:
+        """The current screen's keys that its footer does not show (too narrow, or never shown,
+        like Ctrl+T): the menu names them, so every action is one visible key away."""
+        screen = self.screen
+        if not isinstance(screen, HmiScreen):
+            return []
+        folded = set(screen.keys_not_in_footer())
+        keys = []
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if active.node not in (screen, self) or not binding.description:
+                continue
+            # a hidden key of the HMI's own (it has an id), not Textual's Tab or copy keys
+            if key in folded or (not binding.show and binding.id is not None):
+                what = active.tooltip or binding.tooltip or binding.description
+                keys.append(MenuKey(key, what, active.enabled))
+        return keys
 
-    def _navigate(self, target: str | None) -> None:
-        if target is not None:
-            self.post_message(NavigateRequested(target))
+    def action_menu(self) -> None:
+        self.push_screen(MenuDialog(self.menu_entries(), self.menu_keys()), self._navigate)
+
+    def _navigate(self, picked: MenuEntry | MenuKey | None) -> None:
+        if isinstance(picked, MenuEntry):
+            self.post_message(NavigateRequested(picked.key))
+        elif isinstance(picked, MenuKey):
+            # as if pressed on the screen itself: the same checks, the same action
+            self.call_after_refresh(self.simulate_key, picked.key)
 
     @on(NavigateRequested)
     async def _open(self, message: NavigateRequested) -> None:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer
 
 from hmi.screens.context import HmiContext
 from hmi.screens.errors import describe_error
 from hmi.widgets.alarm_banner import AlarmBanner
+from hmi.widgets.function_key_footer import FunctionKeyFooter
 from hmi.widgets.header_bar import HeaderBar
 
 T = TypeVar("T")
+
+SAFETY_KEYS = ("f1", "f12", "ctrl+q")
+"""Menu, lock and quit: in the footer of every screen, whatever the width."""
 
 
 def call_in_thread(
@@ -49,6 +52,9 @@ class HmiScreen(Screen[None]):
     #: The permission a user needs to open the screen (None: any logged-in user).
     REQUIRES: str | None = None
     TITLE_TEXT = ""
+    #: Binding ids of the keys used most on this screen: they stay in the footer when it is
+    #: too narrow for every key (the others are then named in the F1 menu).
+    FOOTER_FIRST: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: HmiContext) -> None:
         super().__init__()
@@ -58,10 +64,15 @@ class HmiScreen(Screen[None]):
         yield HeaderBar(self.ctx.header_info)
         yield AlarmBanner("", id="alarm-banner")
         yield from self.compose_body()
-        yield Footer(compact=True, show_command_palette=False)
+        yield FunctionKeyFooter(always=SAFETY_KEYS, first=self.FOOTER_FIRST)
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    def keys_not_in_footer(self) -> tuple[str, ...]:
+        """The keys of this screen that did not fit in the footer (listed in the F1 menu)."""
+        footers = self.query(FunctionKeyFooter)
+        return footers.first().folded if footers else ()
 
     def refresh_header(self) -> None:
         for header in self.query(HeaderBar):

@@ -65,8 +65,14 @@ class BatchRunScreen(HmiScreen):
 
     REQUIRES = "batch.view"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f2", "start_step", "Start", id="start-step"),
-        Binding("f3", "complete_step", "Complete", id="complete-step"),
+        Binding("f2", "start_step", "Start", id="start-step", tooltip="Start the current step"),
+        Binding(
+            "f3",
+            "complete_step",
+            "Complete",
+            id="complete-step",
+            tooltip="Complete the current step with what was entered",
+        ),
         Binding(
             "f4",
             "change_parameter",
@@ -74,11 +80,23 @@ class BatchRunScreen(HmiScreen):
             id="change-parameter",
             tooltip="Change a process parameter's setpoint (with a reason)",
         ),
-        Binding("f5", "hold", "Hold", id="hold"),
-        Binding("f6", "resume", "Resume", id="resume"),
-        Binding("f7", "abort", "Abort", id="abort"),
-        Binding("f8", "override", "Override", id="override"),
-        Binding("f9", "deviations", "Deviat.", id="deviations"),
+        Binding("f5", "hold", "Hold", id="hold", tooltip="Hold the batch (with a reason)"),
+        Binding("f6", "resume", "Resume", id="resume", tooltip="Resume the held batch"),
+        Binding("f7", "abort", "Abort", id="abort", tooltip="Abort the batch (with a reason)"),
+        Binding(
+            "f8",
+            "override",
+            "Override",
+            id="override",
+            tooltip="Request to complete the step without its condition (a supervisor co-signs)",
+        ),
+        Binding(
+            "f9",
+            "deviations",
+            "Deviat.",
+            id="deviations",
+            tooltip="Give the reason for the open deviations",
+        ),
         Binding(
             "f10",
             "skip_step",
@@ -94,6 +112,16 @@ class BatchRunScreen(HmiScreen):
             tooltip="Correct a value entered earlier (old value, new value and reason recorded)",
         ),
     ]
+    #: At 80 columns the footer keeps these; parameter change, abort, override, skip and
+    #: correction are then named in the F1 menu.
+    FOOTER_FIRST: ClassVar[tuple[str, ...]] = (
+        "start-step",
+        "complete-step",
+        "hold",
+        "resume",
+        "deviations",
+        "change-parameter",
+    )
     ACTION_PERMISSIONS: ClassVar[dict[str, str]] = {
         "start_step": "batch.step.complete",
         "complete_step": "batch.step.complete",
