@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -205,6 +206,32 @@ class DeviationInfo:
     def blocking(self) -> bool:
         """Still needs a reason or a co-signature: the batch cannot proceed."""
         return self.status is not DeviationStatus.CLOSED
+
+    @property
+    def summary(self) -> str:
+        """What the deviation is, in words that are true when they are read: a skip or an
+        override is only a request until a supervisor co-signs it. Only the wording follows the
+        state; the stored kind and description stay as they were recorded."""
+        words = _REQUEST_WORDS.get(self.kind)
+        found = _STEP_REQUEST.fullmatch(self.description) if words is not None else None
+        if words is None or found is None:
+            return f"{self.kind.label.capitalize()}: {self.description}"
+        noun, done = words
+        step = f"step '{found['title']}'"
+        if self.action_done:
+            return f"Step '{found['title']}' {done} (requested and co-signed)"
+        if self.status is DeviationStatus.CLOSED:
+            return f"{noun} requested for {step} (not carried out)"
+        return f"{noun} requested for {step} (needs a supervisor's co-signature)"
+
+
+#: How the engine describes a requested skip or override (``step '<title>' skip requested``),
+#: in new and old records alike.
+_STEP_REQUEST = re.compile(r"step '(?P<title>.*)' (?:skip|override) requested", re.DOTALL)
+_REQUEST_WORDS = {
+    DeviationKind.SKIP: ("Skip", "skipped"),
+    DeviationKind.OVERRIDE: ("Override", "overridden"),
+}
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,13 @@ async def test_skip_request_refused_for_the_requester_and_cosigned_by_supervisor
         assert batches.deviations(batch_id) == []
         await fill_form(pilot, {"text": "line cleared and checked by the previous shift"})
         await submit_form(pilot)
+        await wait_until(pilot, lambda: isinstance(app.screen, ESignatureDialog), "e-signature")
+        # the operator signs a request: nothing is skipped before the co-signature
+        shown = text_of(pilot, "#esign-record")
+        assert shown.startswith(
+            "Skip requested for step 'Line clearance' (needs a supervisor's co-signature)"
+        ), shown
+        assert "skipped" not in shown
         await sign(pilot, kiosk, "operator", first=True)
         refusal = await cosign(pilot, kiosk, "operator")
         assert refusal == "Refused: A co-signature must come from a different person."

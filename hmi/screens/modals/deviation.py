@@ -18,7 +18,7 @@ from hmi.screens.context import HmiContext
 
 
 def describe_deviation(info: DeviationInfo) -> str:
-    lines = [f"{info.kind.label.capitalize()}: {info.description}"]
+    lines = [info.summary]
     if info.parameter:
         unit = f" {info.unit}" if info.unit else ""
         lines.append(
