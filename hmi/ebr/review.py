@@ -589,9 +589,16 @@ class AuditReviews:
 
     # -- what is not reviewed yet -----------------------------------------------------------
 
-    def unreviewed(self) -> UnreviewedReport:
+    def unreviewed(self, kind: str | None = None) -> UnreviewedReport:
         """Batches without a signed audit trail review, and stretches of every chain that no
-        range review covers (the last review's end to the chain head, and any holes)."""
+        range review covers (the last review's end to the chain head, and any holes).
+
+        With ``kind``, only reviews of that kind count as cover: where a supervisor's next
+        shift review starts, whatever QA's periodic reviews cover (and the other way round).
+        """
+        if kind is not None:
+            self.kind_of(kind)
+            kind = kind.strip().lower()
         from hmi.batch.tables import batch
 
         t = audit_event.c
@@ -617,11 +624,12 @@ class AuditReviews:
             )
             covered: dict[str, list[tuple[int, int]]] = {}
             try:
-                reviewed = conn.execute(
-                    select(
-                        audit_review.c.terminal_id, audit_review.c.from_seq, audit_review.c.to_seq
-                    )
-                ).all()
+                covering = select(
+                    audit_review.c.terminal_id, audit_review.c.from_seq, audit_review.c.to_seq
+                )
+                if kind is not None:
+                    covering = covering.where(audit_review.c.kind == kind)
+                reviewed = conn.execute(covering).all()
             except OperationalError as exc:
                 raise DatabaseError(
                     "this site database has no audit_review table yet (schema version 5):"

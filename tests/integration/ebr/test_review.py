@@ -17,7 +17,7 @@ from hmi.auth.errors import PermissionDenied
 from hmi.auth.roles import Meaning
 from hmi.auth.services import AuthServices
 from hmi.clock import ManualClock, to_utc_text
-from hmi.ebr.review import AuditReviews, ReviewRefused
+from hmi.ebr.review import AuditReviews, RangeInvalid, ReviewRefused
 from hmi.site import Site
 from tests.integration.batch.support import People, audit_actions
 
@@ -115,3 +115,36 @@ def test_uncovered_stretches_between_reviews() -> None:
     assert _uncovered(10, [(1, 4), (7, 8)]) == [(5, 6), (9, 10)]
     assert _uncovered(10, [(3, 12)]) == [(1, 2)]
     assert _uncovered(10, [(1, 5), (2, 10)]) == []
+
+
+def test_what_a_kind_of_review_has_not_covered_yet(
+    site: Site, auth: AuthServices, people: People, clock: ManualClock
+) -> None:
+    """A supervisor's next shift review starts after the last shift review, whatever QA's
+    periodic reviews cover; the report without a kind counts every review as cover."""
+    reviews = _reviews(site, auth)
+    start = "2026-01-01T00:00:00.000000Z"
+    qa = people.login("qa1")
+    periodic = reviews.scope(start, to_utc_text(clock.now()))
+    reviews.sign_range_review(
+        qa, periodic, people.sign(qa, periodic.ref, Meaning.AUDIT_TRAIL_REVIEWED)
+    )
+    reviewed_to = periodic.chains[0].to_seq
+    clock.advance(60)
+
+    assert [r.from_seq for r in reviews.unreviewed().ranges] == [reviewed_to + 1]
+    assert [r.from_seq for r in reviews.unreviewed("periodic").ranges] == [reviewed_to + 1]
+    shift = reviews.unreviewed("shift").ranges
+    assert [(r.from_seq, r.to_seq) for r in shift] == [(1, _head(site))]
+
+    supervisor = people.login("sup1")
+    scope = reviews.scope(start, to_utc_text(clock.now()))
+    reviews.sign_range_review(
+        supervisor, scope, people.sign(supervisor, scope.ref, Meaning.REVIEWED), kind="shift"
+    )
+    assert [r.from_seq for r in reviews.unreviewed(" Shift ").ranges] == [
+        scope.chains[0].to_seq + 1
+    ]
+    assert [r.from_seq for r in reviews.unreviewed("periodic").ranges] == [reviewed_to + 1]
+    with pytest.raises(RangeInvalid, match="'shift' or 'periodic', not 'monthly'"):
+        reviews.unreviewed("monthly")
