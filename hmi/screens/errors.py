@@ -15,6 +15,7 @@ from hmi.auth.errors import (
 )
 from hmi.batch.errors import BatchError
 from hmi.db import DatabaseError
+from hmi.ebr.assemble import EbrError
 from hmi.plc.errors import PlcError
 from hmi.recipe.errors import RecipeError
 
@@ -45,6 +46,11 @@ def describe_error(exc: BaseException) -> str:
         )
     if isinstance(exc, DatabaseError):
         return _sentence(f"The database is not available ({exc}); nothing was changed")
+    if isinstance(exc, EbrError):
+        # Batch record copies and audit trail reviews: their refusals (a range that ends in
+        # the future or is already reviewed, a copy that would overwrite a file) are written
+        # for the reviewer, and say what to do instead.
+        return _sentence(str(exc))
     if isinstance(exc, AuthError | BatchError | AlarmError | RecipeError | PlcError | ValueError):
         return _sentence(str(exc))
     log.error("unexpected error in a service call", exc_info=exc)
