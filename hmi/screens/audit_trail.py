@@ -1,5 +1,7 @@
-"""The audit trail: filter by time, user, action and batch; detail with old/new/reason; and
-whether the chain verifies (checked in a background thread, never freezing the screen)."""
+"""The audit trail: filter by time, user, action and batch; detail with old/new/reason;
+whether the chain verifies (checked in a background thread, never freezing the screen); and a
+signed review of a time range of it, where a supervisor reviews a shift's events (QA signs
+its periodic reviews here or on the QA review screen)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.store import EventFilter, VerifyState, query_events, trusted_keys, verify_database
 from hmi.audit.verify import VerifyReport
 from hmi.clock import from_utc_text, to_utc_text
+from hmi.ebr.review import AuditReviews
 from hmi.screens.base import HmiScreen
 from hmi.screens.context import format_local
+from hmi.screens.modals.range_review import RangeReviewFlow, may_review_ranges
 
 ROW_LIMIT = 300
 
@@ -46,6 +50,13 @@ class AuditTrailScreen(HmiScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "search", "Search", id="search", tooltip="Apply the filters"),
         Binding("f3", "verify", "Verify chain", id="verify", tooltip="Check the chain now"),
+        Binding(
+            "f4",
+            "range_review",
+            "Review range",
+            id="range-review",
+            tooltip="Sign a review of a time range of the audit trail (a shift, or periodic)",
+        ),
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -53,6 +64,7 @@ class AuditTrailScreen(HmiScreen):
         self.rows: list[dict[str, Any]] = []
         self.report: VerifyReport | None = None
         self.verifying = False
+        self._reviews: AuditReviews | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="audit-filters", classes="filters"):
@@ -65,12 +77,21 @@ class AuditTrailScreen(HmiScreen):
         with Vertical(id="audit-body"):
             yield DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
             yield Static("", id="audit-detail")
+            yield Static("", id="audit-message", classes="message")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("Time", "User", "Role", "Action", "Entity", "New value")
+        self.query_one("#audit-message").display = False
         self.action_search()
         self.action_verify()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Listed for everyone who may see the trail, dimmed (None) for a role that signs no
+        # review (admin, viewer); the review service refuses them anyway.
+        if action == "range_review":
+            return True if may_review_ranges(self.ctx) else None
+        return True
 
     @on(Input.Submitted)
     def action_search(self) -> None:
@@ -169,3 +190,21 @@ class AuditTrailScreen(HmiScreen):
         status = self.query_one("#verify-status", Static)
         status.set_class(True, "error")
         status.update(f"Chain: could not be checked - {message}")
+
+    # -- signed review of a time range ------------------------------------------------------
+
+    def reviews(self) -> AuditReviews:
+        """The audit trail review service of this kiosk (built on first use)."""
+        if self._reviews is None:
+            self._reviews = AuditReviews.for_site(
+                self.ctx.site, self.ctx.auth, batches=self.ctx.batches, tz=self.ctx.tz
+            )
+        return self._reviews
+
+    def say(self, text: str) -> None:
+        message = self.query_one("#audit-message", Static)
+        message.update(text)
+        message.display = bool(text)
+
+    def action_range_review(self) -> None:
+        RangeReviewFlow(self, self.reviews(), say=self.say, recorded=self.action_search).start()

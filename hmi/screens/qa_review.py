@@ -14,7 +14,6 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from hmi.auth.roles import Meaning
-from hmi.auth.signatures import Signature
 from hmi.batch.model import BatchInfo, BatchStatus, DeviationInfo
 from hmi.ebr.copies import BatchRecordCopies, CopyResult
 from hmi.ebr.review import AuditReviews, UnreviewedReport, local_text
@@ -22,11 +21,7 @@ from hmi.screens.base import HmiScreen
 from hmi.screens.errors import describe_error
 from hmi.screens.modals.esignature import ESignatureDialog
 from hmi.screens.modals.form import Field, FormDialog
-from hmi.screens.modals.range_review import (
-    RangeReviewDialog,
-    RangeReviewRequest,
-    describe_record_error,
-)
+from hmi.screens.modals.range_review import RangeReviewFlow, may_review_ranges
 
 
 class QaReviewScreen(HmiScreen):
@@ -107,13 +102,7 @@ class QaReviewScreen(HmiScreen):
             usable = self.ctx.may("audit.export") and bool(self.batches_shown)
             return True if usable and not self.copying else None
         if action == "range_review":
-            session = self.ctx.session
-            usable = (
-                session is not None
-                and self.ctx.may("audit.view")
-                and bool(AuditReviews.kinds_for(session.role))
-            )
-            return True if usable else None
+            return True if may_review_ranges(self.ctx) else None
         needed = {
             "disposition": "deviation.disposition",
             "review": "batch.review",
@@ -379,72 +368,11 @@ class QaReviewScreen(HmiScreen):
     def _copy_failed(self, _text: str, exc: BaseException) -> None:
         self.copying = ""
         self.refresh_bindings()
-        message = describe_record_error(exc)
+        message = describe_error(exc)
         self.say(f"No copy was made: {message}")
         self.show_error(message)
 
     # -- signed review of a time range of the audit trail ----------------------------------
 
     def action_range_review(self) -> None:
-        session = self.ctx.session
-        if session is None:
-            return
-        kinds = AuditReviews.kinds_for(session.role)
-        if not kinds:
-            self.show_error("Your role may not sign a review of the audit trail.")
-            return
-        reviews = self.reviews()
-        now = reviews.now_end()
-        report = self.unreviewed
-        start = min((r.ts_from for r in report.ranges), default=now) if report else now
-        note = (
-            "Starts where the oldest stretch nobody has reviewed starts."
-            if report and report.ranges
-            else ""
-        )
-        self.app.push_screen(
-            RangeReviewDialog(
-                self.ctx,
-                reviews,
-                ts_from=local_text(start, self.ctx.tz),
-                ts_to=local_text(now, self.ctx.tz),
-                kinds=kinds,
-                note=note,
-            ),
-            self._range_checked,
-        )
-
-    def _range_checked(self, request: RangeReviewRequest | None) -> None:
-        if request is None:
-            return
-        meaning, _roles = AuditReviews.kind_of(request.kind)
-        description = (
-            f"{request.kind.capitalize()} review. {request.scope.describe(self.ctx.tz)}\n"
-            f"Findings: {request.comment}"
-        )
-        self.app.push_screen(
-            ESignatureDialog(self.ctx, request.scope.ref, meaning, description),
-            lambda signature: self._range_signed(request, signature),
-        )
-
-    def _range_signed(self, request: RangeReviewRequest, signature: Signature | None) -> None:
-        session = self.ctx.session
-        if signature is None or session is None:
-            self.say("Not signed: no review of the range was recorded.")
-            return
-        reviews = self.reviews()
-        self.run_blocking(
-            lambda: reviews.sign_range_review(
-                session, request.scope, signature, kind=request.kind, comment=request.comment
-            ),
-            lambda review_id: self._range_recorded(request, review_id),
-            lambda _text, exc: self.say(f"Not recorded: {describe_record_error(exc)}"),
-        )
-
-    def _range_recorded(self, request: RangeReviewRequest, review_id: str) -> None:
-        scope = request.scope
-        self.say(
-            f"{request.kind.capitalize()} review {review_id} signed over {scope.events} events,"
-            f" {local_text(scope.ts_from, self.ctx.tz)} to {local_text(scope.ts_to, self.ctx.tz)}."
-        )
-        self.reload()
+        RangeReviewFlow(self, self.reviews(), say=self.say, recorded=self.reload).start()
