@@ -18,7 +18,10 @@ from hmi.screens.context import HmiContext
 class PasswordChangeDialog(HmiModal[Session | None]):
     """Choose a new password; the result is the started session, or None if cancelled."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="cancel"),
+        Binding("f2", "change", "Change password", id="change"),
+    ]
 
     def __init__(self, ctx: HmiContext, token: str, why: str) -> None:
         super().__init__(ctx)
@@ -35,8 +38,10 @@ class PasswordChangeDialog(HmiModal[Session | None]):
             )
             yield Static("", id="change-message", classes="message error")
             with Horizontal(classes="buttons"):
-                yield Button(compact=True, label="Change password", id="change", variant="primary")
-                yield Button(compact=True, label="Cancel", id="cancel")
+                yield Button(
+                    compact=True, label="Change password (F2)", id="change", variant="primary"
+                )
+                yield Button(compact=True, label="Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#new-password", Input).focus()
@@ -47,7 +52,7 @@ class PasswordChangeDialog(HmiModal[Session | None]):
 
     @on(Input.Submitted, "#repeat-password")
     @on(Button.Pressed, "#change")
-    def _change(self) -> None:
+    def action_change(self) -> None:
         new = self.query_one("#new-password", Input).value
         again = self.query_one("#repeat-password", Input).value
         message = self.query_one("#change-message", Static)

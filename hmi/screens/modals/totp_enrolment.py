@@ -19,7 +19,10 @@ from hmi.screens.context import HmiContext
 class TotpEnrolmentDialog(HmiModal[UserRecord | None]):
     """The person scans the code, types the code their device shows; None when cancelled."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="cancel"),
+        Binding("f2", "confirm", "Confirm", id="confirm"),
+    ]
 
     def __init__(self, ctx: HmiContext, pending: PendingTotp) -> None:
         super().__init__(ctx)
@@ -35,15 +38,16 @@ class TotpEnrolmentDialog(HmiModal[UserRecord | None]):
             )
             yield Static("", id="totp-message", classes="message error")
             with Horizontal(classes="buttons"):
-                yield Button(compact=True, label="Confirm", id="confirm", variant="primary")
-                yield Button(compact=True, label="Cancel", id="cancel")
+                # Short: beside the code at 80 columns, both buttons must fit in the text column.
+                yield Button(compact=True, label="OK (F2)", id="confirm", variant="primary")
+                yield Button(compact=True, label="Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#totp-code", Input).focus()
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#confirm")
-    def _confirm(self) -> None:
+    def action_confirm(self) -> None:
         code = self.query_one("#totp-code", Input).value.strip()
         session = self.ctx.session
         if session is None:
