@@ -88,7 +88,7 @@ class BatchRunScreen(HmiScreen):
             "override",
             "Override",
             id="override",
-            tooltip="Request to complete the step without its condition (a supervisor co-signs)",
+            tooltip="Override the step's condition (a supervisor co-signs)",
         ),
         Binding(
             "f9",
@@ -109,7 +109,7 @@ class BatchRunScreen(HmiScreen):
             "correct_value",
             "Correct",
             id="correct-value",
-            tooltip="Correct a value entered earlier (old value, new value and reason recorded)",
+            tooltip="Correct an entered value (old value kept, reason recorded)",
         ),
     ]
     #: At 80 columns the footer keeps these; parameter change, abort, override, skip and

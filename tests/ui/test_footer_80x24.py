@@ -45,6 +45,7 @@ async def menu_keys(pilot: Pilot[None]) -> dict[str, bool]:
     assert isinstance(menu, MenuDialog)
     options = menu.query_one(OptionList)
     assert options.region.bottom <= SIZE[1], "the menu does not fit"
+    assert options.max_scroll_y == 0, "part of the menu is scrolled out of sight"
     found = {}
     for index in range(options.option_count):
         option = options.get_option_at_index(index)
