@@ -43,6 +43,7 @@ _INSERT_SQL = (
     f"INSERT INTO audit_event ({', '.join(_INSERT_COLUMNS)})"
     f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
 )
+_TERMINAL_SQL = "SELECT key_id FROM terminal WHERE terminal_id = ?"
 _HEAD_SQL = "SELECT seq, row_hash FROM audit_event WHERE terminal_id = ? ORDER BY seq DESC LIMIT 1"
 
 
@@ -181,7 +182,6 @@ class AuditLog:
                 info = conn.info
                 last: RecordedEvent | None = info.pop("hmi_audit_last", None)
                 count: int = info.pop("hmi_audit_count", 0)
-                info.pop("hmi_audit_driver", None)
         except (DBAPIError, sqlite3.Error) as exc:
             self._local.conn = None
             raise AuditWriteError(
@@ -208,9 +208,32 @@ class AuditLog:
         self._local = threading.local()
 
     def record_now(self, action: str, actor: Actor, **fields: Any) -> RecordedEvent:
-        """Record a single event in its own transaction (for events with no state change)."""
-        with self.transaction() as conn:
-            return self.record(conn, action, actor, **fields)
+        """Record a single event in its own transaction (for events with no state change).
+
+        On SQLite the transaction is driven on the driver connection directly: with no state
+        rows to write there is nothing for SQLAlchemy's unit of work to do, and these events
+        (logins, navigation, PLC writes, alarms) are the most frequent."""
+        conn = self._connection() if self._sqlite else None
+        if conn is None or conn.in_transaction():
+            with self.transaction() as unit:
+                return self.record(unit, action, actor, **fields)
+        raw = conn.connection.driver_connection
+        try:
+            raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            try:
+                event = self._record(None, raw, action, actor, **fields)
+                raw.commit()  # type: ignore[union-attr]
+            except BaseException:
+                raw.rollback()  # type: ignore[union-attr]
+                raise
+        except sqlite3.Error as exc:
+            self._local.conn = None
+            raise AuditWriteError(
+                f"the action was not recorded and did not happen: {describe_db_error(exc)}"
+            ) from exc
+        self._since_checkpoint += 1
+        self._maybe_checkpoint(event)
+        return event
 
     # -- appending ----------------------------------------------------------------------
 
@@ -229,19 +252,47 @@ class AuditLog:
         details: Mapping[str, Any] | None = None,
     ) -> RecordedEvent:
         """Append one event to this terminal's chain inside the caller's transaction."""
-        if not ACTION_PATTERN.match(action):
-            raise ValueError(f"action names are dotted lowercase words, got {action!r}")
         if not conn.in_transaction():
             raise AuditWriteError("audit events are only written inside a transaction")
+        raw = conn.connection.driver_connection if self._sqlite else None
+        event = self._record(
+            conn, raw, action, actor, entity=entity, field=field, old_value=old_value,
+            new_value=new_value, reason=reason, meaning=meaning, details=details,
+        )  # fmt: skip
+        info = conn.info
+        info["hmi_audit_last"] = event
+        info["hmi_audit_count"] = info.get("hmi_audit_count", 0) + 1
+        return event
+
+    def _record(
+        self,
+        conn: Connection | None,
+        raw: Any,
+        action: str,
+        actor: Actor,
+        *,
+        entity: Entity | tuple[str, str] | None = None,
+        field: str | None = None,
+        old_value: Any = None,
+        new_value: Any = None,
+        reason: str | None = None,
+        meaning: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> RecordedEvent:
+        """Append inside an open transaction: ``raw`` is the SQLite driver connection (the
+        hot path talks to it directly), ``conn`` the SQLAlchemy one (None on the raw path)."""
+        if not ACTION_PATTERN.match(action):
+            raise ValueError(f"action names are dotted lowercase words, got {action!r}")
         if isinstance(entity, tuple):
             entity = Entity(*entity)
         try:
             details_map = dict(details or {})
-            self._check_terminal(conn)
-            head = self._lock_head(conn)
+            self._check_terminal(conn, raw)
+            head = self._lock_head(conn, raw)
             if head is None:
                 genesis = self._append(
                     conn,
+                    raw,
                     None,
                     CHAIN_STARTED,
                     SYSTEM,
@@ -258,8 +309,9 @@ class AuditLog:
                     ),
                 )
                 head = (genesis.seq, genesis.row_hash)
-            event = self._append(
+            return self._append(
                 conn,
+                raw,
                 head,
                 action,
                 actor,
@@ -276,17 +328,18 @@ class AuditLog:
             raise AuditWriteError(
                 f"the action was not recorded and did not happen: {describe_db_error(exc)}"
             ) from exc
-        info = conn.info
-        info["hmi_audit_last"] = event
-        info["hmi_audit_count"] = info.get("hmi_audit_count", 0) + 1
-        return event
 
-    def _check_terminal(self, conn: Connection) -> None:
+    def _check_terminal(self, conn: Connection | None, raw: Any) -> None:
         if self._registered:
             return
-        registered = conn.execute(
-            select(terminal.c.key_id).where(terminal.c.terminal_id == self.terminal_id)
-        ).scalar()
+        if raw is not None:
+            found = raw.execute(_TERMINAL_SQL, (self.terminal_id,)).fetchone()
+            registered = None if found is None else found[0]
+        else:
+            assert conn is not None
+            registered = conn.execute(
+                select(terminal.c.key_id).where(terminal.c.terminal_id == self.terminal_id)
+            ).scalar()
         if registered is None:
             raise AuditWriteError(
                 f"terminal {self.terminal_id} is not registered in this site database"
@@ -298,17 +351,16 @@ class AuditLog:
             )
         self._registered = True
 
-    def _lock_head(self, conn: Connection) -> tuple[int, str] | None:
+    def _lock_head(self, conn: Connection | None, raw: Any) -> tuple[int, str] | None:
+        if raw is not None:
+            # SQLite: BEGIN IMMEDIATE already holds the write lock; straight to the driver.
+            found = raw.execute(_HEAD_SQL, (self.terminal_id,)).fetchone()
+            return None if found is None else (int(found[0]), str(found[1]))
+        assert conn is not None
         if self._postgres:
             conn.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": self.terminal_id}
             )
-        if self._sqlite:
-            # The append path is hot: talk to the driver directly inside SQLAlchemy's transaction.
-            raw = conn.connection.driver_connection
-            conn.info["hmi_audit_driver"] = raw
-            found = raw.execute(_HEAD_SQL, (self.terminal_id,)).fetchone()  # type: ignore[union-attr]
-            return None if found is None else (int(found[0]), str(found[1]))
         row = conn.execute(
             select(audit_event.c.seq, audit_event.c.row_hash)
             .where(audit_event.c.terminal_id == self.terminal_id)
@@ -319,7 +371,8 @@ class AuditLog:
 
     def _append(
         self,
-        conn: Connection,
+        conn: Connection | None,
+        raw: Any,
         head: tuple[int, str] | None,
         action: str,
         actor: Actor,
@@ -336,10 +389,10 @@ class AuditLog:
             **fields,
         }
         row = seal_event(self.signer, self.terminal_id, seq, prev, row)
-        if self._sqlite:
-            raw = conn.info.get("hmi_audit_driver") or conn.connection.driver_connection
-            raw.execute(_INSERT_SQL, [row[name] for name in _INSERT_COLUMNS])  # type: ignore[union-attr]
+        if raw is not None:
+            raw.execute(_INSERT_SQL, [row[name] for name in _INSERT_COLUMNS])
         else:
+            assert conn is not None
             conn.execute(insert(audit_event), row)
         return RecordedEvent(self.terminal_id, seq, row["ts"], row["row_hash"], action)
 

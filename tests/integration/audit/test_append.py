@@ -157,10 +157,53 @@ def test_locked_database_refuses_after_the_busy_timeout(site: Site) -> None:
     try:
         with pytest.raises(AuditWriteError, match="locked"):
             audit.record_now("test.locked", OPERATOR)
-    finally:
         blocker.execute("ROLLBACK")
+        # Once the other program lets go, the same log appends again, right after the head.
+        before = _head_seq(site)
+        event = audit.record_now("test.unlocked", OPERATOR)
+        assert event.seq == before + 1
+    finally:
+        if blocker.in_transaction:
+            blocker.execute("ROLLBACK")
         engine.dispose()
     assert verify(site).ok
+
+
+def test_full_disk_refuses_a_standalone_event_and_keeps_the_chain(site: Site) -> None:
+    add_events(site, 2)
+    with site.engine.connect() as conn:
+        pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+    engine = make_engine(site.settings.database_url)
+
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _cap(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    audit = build_audit(site.settings, engine, site.signer, site.clock)
+    acknowledged = []
+    with pytest.raises(AuditWriteError, match="disk holding the database is full"):
+        for _ in range(500):
+            acknowledged.append(
+                audit.record_now("test.padded", OPERATOR, details={"pad": "x" * 3000})
+            )
+    engine.dispose()
+    with site.engine.connect() as conn:
+        stored = (
+            conn.execute(
+                text("SELECT seq FROM audit_event WHERE action='test.padded' ORDER BY seq")
+            )
+            .scalars()
+            .all()
+        )
+    assert stored == [e.seq for e in acknowledged]  # every acknowledged event, nothing else
+    assert verify(site).ok
+
+
+def _head_seq(site: Site) -> int:
+    with site.engine.connect() as conn:
+        return int(conn.execute(text("SELECT MAX(seq) FROM audit_event")).scalar() or 0)
 
 
 def test_unregistered_terminal_cannot_write(site: Site) -> None:
