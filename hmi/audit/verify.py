@@ -307,25 +307,12 @@ def verify_checked(
     report: VerifyReport,
 ) -> VerifyReport:
     """The chain checks over rows whose hashes and signatures were already checked."""
-    anchors = anchors or {}
-    report.rows_checked += len(all_rows)
-    by_terminal: dict[str, list[tuple[Row, int]]] = defaultdict(list)
+    walker = _ChainWalker(trusted, checkpoints, anchors, partial)
+    walker.rows = len(all_rows)
+    walk_of = walker.walk_of
     for row, status in zip(all_rows, statuses, strict=True):
-        by_terminal[row[_I["terminal_id"]]].append((row, status))
-    by_cp_terminal: dict[str, list[Checkpoint]] = defaultdict(list)
-    for point in checkpoints:
-        by_cp_terminal[point.terminal].append(point)
-    # The stored hash at each witnessed position, collected while the chain is walked.
-    hashes: dict[tuple[str, int], str] = {}
-    for terminal_id, items in by_terminal.items():
-        wanted = {point.seq for point in by_cp_terminal.get(terminal_id, ())}
-        found = _verify_chain(
-            report, terminal_id, items, trusted, anchors.get(terminal_id), partial, wanted
-        )
-        hashes.update(((terminal_id, seq), digest) for seq, digest in found.items())
-    for terminal_id, points in by_cp_terminal.items():
-        _verify_checkpoints(report, terminal_id, points, trusted, hashes, anchors.get(terminal_id))
-    return report
+        walk_of(row[0]).feed(row, status)
+    return walker.finish(report)
 
 
 # -- SQLite files: worker processes read their own share of the rows ---------------------
@@ -398,109 +385,199 @@ def verify_sqlite_file(
     parts = workers * 4
     step = max(1, -(-(high - low + 1) // parts))
     ranges = [(start, min(high, start + step - 1)) for start in range(low, high + 1, step)]
+    # The ranges are walked as they arrive, while the workers go on with the later ones. In an
+    # intact database each terminal's rows come in seq order; if they do not (rows moved or
+    # inserted), everything is sorted and walked again from the start.
+    walker = _ChainWalker(trusted, checkpoints, anchors, False)
+    pairs: list[tuple[Row, int]] = []
+    in_order = True
+    last_seq: dict[str, int] = {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
         futures = [
             pool.submit(check_sqlite_range, path, a, b, terminal, from_seq, keys) for a, b in ranges
         ]
-        pairs = [pair for future in futures for pair in future.result()]
-    pairs.sort(key=_chain_order)
-    rows = [pair[0] for pair in pairs]
-    statuses = [pair[1] for pair in pairs]
-    verify_checked(
-        rows, statuses, trusted=trusted, checkpoints=checkpoints, anchors=anchors, report=report
-    )
+        for future in futures:
+            part = future.result()
+            pairs.extend(part)
+            if not in_order:
+                continue
+            try:
+                for row, status in part:
+                    name, seq = row[0], int(row[1])
+                    if seq < last_seq.get(name, seq):
+                        in_order = False
+                        break
+                    last_seq[name] = seq
+                    walker.walk_of(name).feed(row, status)
+            except (TypeError, ValueError):
+                in_order = False
+    if in_order:
+        walker.rows = len(pairs)
+        walker.finish(report, sorted_terminals=True)
+    else:
+        pairs.sort(key=_chain_order)
+        verify_checked(
+            [pair[0] for pair in pairs], [pair[1] for pair in pairs], trusted=trusted,
+            checkpoints=checkpoints, anchors=anchors, report=report,
+        )  # fmt: skip
     report.seconds += time.perf_counter() - started
     return report
 
 
-def _verify_chain(
-    report: VerifyReport,
-    terminal_id: str,
-    items: list[tuple[Row, int]],
-    trusted: dict[str, PublicKey],
-    anchor: Checkpoint | None,
-    partial: bool,
-    wanted: set[int],
-) -> dict[int, str]:
-    """Walk one chain in seq order; returns the stored row hash at each ``wanted`` seq."""
-    summary = report.chains.setdefault(terminal_id, ChainSummary(terminal_id))
-    found: dict[int, str] = {}
-    prev_seq: int | None = None
-    prev_hash: str | None = None
-    prev_ts: str | None = None
-    summary.events += len(items)
-    for index, (row, status) in enumerate(items):
+class _ChainWalk:
+    """One terminal's chain walked in seq order, a row at a time: links, gaps, duplicates,
+    time order, the genesis event, and the stored hash at each witnessed position."""
+
+    def __init__(
+        self,
+        terminal_id: str,
+        trusted: dict[str, PublicKey],
+        anchor: Checkpoint | None,
+        partial: bool,
+        wanted: set[int],
+    ) -> None:
+        self.terminal_id = terminal_id
+        self.trusted = trusted
+        self.anchor = anchor
+        self.partial = partial
+        self.wanted = wanted
+        self.problems: list[Problem] = []
+        self.found: dict[int, str] = {}
+        self.key_ids: set[str] = set()
+        self.events = 0
+        self.first_seq: int | None = None
+        self.prev_seq: int | None = None
+        self.prev_hash: str | None = None
+        self.prev_ts: str | None = None
+
+    def add(self, kind: Kind, seq: int | None, message: str) -> None:
+        self.problems.append(Problem(kind, self.terminal_id, seq, message))
+
+    def feed(self, row: Row, status: int) -> None:
         seq = int(row[_SEQ])
-        summary.key_ids.add(row[_KEY_ID])
-        if status == MODIFIED:
-            report.add(Kind.MODIFIED, terminal_id, seq, "content does not match its hash")
-        elif status == BAD_SIG:
-            report.add(
-                Kind.BAD_SIGNATURE, terminal_id, seq, "signature does not match the row hash"
-            )
-        elif status == UNKNOWN_KEY:
-            report.add(
-                Kind.UNKNOWN_KEY, terminal_id, seq,
-                f"signed by key {row[_KEY_ID]}, which is not a trusted key",
-            )  # fmt: skip
-        if index == 0:
-            summary.first_seq = seq
+        self.key_ids.add(row[_KEY_ID])
+        if status != OK:
+            if status == MODIFIED:
+                self.add(Kind.MODIFIED, seq, "content does not match its hash")
+            elif status == BAD_SIG:
+                self.add(Kind.BAD_SIGNATURE, seq, "signature does not match the row hash")
+            elif status == UNKNOWN_KEY:
+                self.add(
+                    Kind.UNKNOWN_KEY, seq,
+                    f"signed by key {row[_KEY_ID]}, which is not a trusted key",
+                )  # fmt: skip
+        prev_seq = self.prev_seq
+        if prev_seq is None:
+            self.first_seq = seq
+            anchor = self.anchor
             if anchor is not None:
                 if seq != anchor.seq or row[_ROW_HASH] != anchor.row_hash:
-                    report.add(
-                        Kind.FORKED, terminal_id, anchor.seq,
+                    self.add(
+                        Kind.FORKED, anchor.seq,
                         "the row at the last verified checkpoint no longer matches it",
                     )  # fmt: skip
-            elif not partial:
+            elif not self.partial:
                 if seq != 1:
-                    report.add(Kind.GAP, terminal_id, 1, f"chain starts at seq {seq}, not 1")
-                _check_genesis(report, terminal_id, row, trusted)
+                    self.add(Kind.GAP, 1, f"chain starts at seq {seq}, not 1")
+                _check_genesis(self.add, row, self.trusted)
         else:
-            assert prev_seq is not None
             if seq == prev_seq:
-                report.add(Kind.DUPLICATE, terminal_id, seq, "sequence number appears twice")
+                self.add(Kind.DUPLICATE, seq, "sequence number appears twice")
             elif seq > prev_seq + 1:
                 missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}–{seq - 1}"
-                report.add(Kind.GAP, terminal_id, prev_seq + 1, f"missing seq {missing}")
-            if row[_PREV_HASH] != prev_hash:
-                report.add(
-                    Kind.BROKEN_LINK, terminal_id, seq,
+                self.add(Kind.GAP, prev_seq + 1, f"missing seq {missing}")
+            if row[_PREV_HASH] != self.prev_hash:
+                self.add(
+                    Kind.BROKEN_LINK, seq,
                     "previous-hash link does not match the row before it"
                     " (a row was deleted, inserted or moved)",
                 )  # fmt: skip
+            prev_ts = self.prev_ts
             if prev_ts is not None and row[_TS] < prev_ts:
-                report.add(
-                    Kind.TIME_BACKWARDS, terminal_id, seq,
+                self.add(
+                    Kind.TIME_BACKWARDS, seq,
                     f"timestamp {row[_TS]} is earlier than the previous {prev_ts}",
                 )  # fmt: skip
-        prev_seq, prev_hash, prev_ts = seq, row[_ROW_HASH], row[_TS]
-        if seq in wanted:
-            found[seq] = prev_hash
-    summary.last_seq = prev_seq
-    summary.last_hash = prev_hash
-    return found
+        self.events += 1
+        self.prev_seq, self.prev_hash, self.prev_ts = seq, row[_ROW_HASH], row[_TS]
+        if seq in self.wanted:
+            self.found[seq] = self.prev_hash
+
+    def close(self, report: VerifyReport) -> None:
+        report.problems.extend(self.problems)
+        summary = report.chains.setdefault(self.terminal_id, ChainSummary(self.terminal_id))
+        summary.events += self.events
+        summary.key_ids |= self.key_ids
+        if self.first_seq is not None:
+            summary.first_seq = self.first_seq
+            summary.last_seq = self.prev_seq
+            summary.last_hash = self.prev_hash
+
+
+class _ChainWalker:
+    """Every chain of a set of rows, fed in arrival order; the report is the same as walking
+    the rows sorted by (terminal, seq) as long as each terminal's rows arrive in that order."""
+
+    def __init__(
+        self,
+        trusted: dict[str, PublicKey],
+        checkpoints: Sequence[Checkpoint],
+        anchors: dict[str, Checkpoint] | None,
+        partial: bool,
+    ) -> None:
+        self.trusted = trusted
+        self.anchors = anchors or {}
+        self.partial = partial
+        self.by_cp_terminal: dict[str, list[Checkpoint]] = defaultdict(list)
+        for point in checkpoints:
+            self.by_cp_terminal[point.terminal].append(point)
+        self.walks: dict[str, _ChainWalk] = {}
+        self.rows = 0
+
+    def walk_of(self, terminal_id: str) -> _ChainWalk:
+        walk = self.walks.get(terminal_id)
+        if walk is None:
+            wanted = {point.seq for point in self.by_cp_terminal.get(terminal_id, ())}
+            walk = self.walks[terminal_id] = _ChainWalk(
+                terminal_id, self.trusted, self.anchors.get(terminal_id), self.partial, wanted
+            )
+        return walk
+
+    def finish(self, report: VerifyReport, *, sorted_terminals: bool = False) -> VerifyReport:
+        report.rows_checked += self.rows
+        names = sorted(self.walks) if sorted_terminals else list(self.walks)
+        hashes: dict[tuple[str, int], str] = {}
+        for name in names:
+            walk = self.walks[name]
+            walk.close(report)
+            hashes.update(((name, seq), digest) for seq, digest in walk.found.items())
+        for terminal_id, points in self.by_cp_terminal.items():
+            _verify_checkpoints(
+                report, terminal_id, points, self.trusted, hashes, self.anchors.get(terminal_id)
+            )
+        return report
 
 
 def _check_genesis(
-    report: VerifyReport, terminal_id: str, row: Row, trusted: dict[str, PublicKey]
+    add: Callable[[Kind, int | None, str], None], row: Row, trusted: dict[str, PublicKey]
 ) -> None:
     seq = int(row[_I["seq"]])
     if row[_I["prev_hash"]] != GENESIS_PREV_HASH:
-        report.add(
-            Kind.BAD_GENESIS, terminal_id, seq, "first event does not start from the zero hash"
+        add(
+            Kind.BAD_GENESIS, seq, "first event does not start from the zero hash"
         )
     if row[_I["action"]] != "audit.chain.started":
-        report.add(Kind.BAD_GENESIS, terminal_id, seq, "first event is not audit.chain.started")
+        add(Kind.BAD_GENESIS, seq, "first event is not audit.chain.started")
         return
     try:
         details = canonical.loads(row[_I["details"]])
         key = PublicKey.from_raw(bytes.fromhex(details["public_key"]))
     except (ValueError, KeyError, TypeError):
-        report.add(Kind.BAD_GENESIS, terminal_id, seq, "first event does not carry a public key")
+        add(Kind.BAD_GENESIS, seq, "first event does not carry a public key")
         return
     if key.key_id not in trusted:
-        report.add(
-            Kind.UNTRUSTED_KEY, terminal_id, seq,
+        add(
+            Kind.UNTRUSTED_KEY, seq,
             f"the chain was started with key {key.key_id}, which is not a trusted key",
         )  # fmt: skip
 
