@@ -362,6 +362,62 @@ def check_sqlite_range(
 _READ_BATCH = 256
 
 
+@dataclass
+class _Share:
+    """One terminal's rows within one worker's share: its first row (walked again where the
+    shares are joined, against the end of the share before), and the walk of the rest."""
+
+    first: tuple[Row, int]
+    rest: _ChainWalk
+    rows: int
+
+
+def walk_sqlite_range(
+    path: str, low_id: int, high_id: int, terminal: str | None, from_seq: dict[str, int],
+    keys: dict[str, bytes], wanted: dict[str, set[int]],
+) -> list[_Share] | None:  # fmt: skip
+    """Check the rows of a share and walk each terminal's chain within it; None when a
+    terminal's rows are not in seq order there (the caller then sorts everything)."""
+    shares: dict[str, _Share] = {}
+    for row, status in check_sqlite_range(path, low_id, high_id, terminal, from_seq, keys):
+        name = row[0]
+        try:
+            seq = int(row[1])
+        except (TypeError, ValueError):
+            return None
+        share = shares.get(name)
+        if share is None:
+            walk = _ChainWalk(name, {}, None, True, wanted.get(name, set()))
+            walk.prev_seq, walk.prev_hash, walk.prev_ts = seq, row[_ROW_HASH], row[_TS]
+            shares[name] = _Share((row, status), walk, 1)
+            continue
+        if seq < (share.rest.prev_seq or 0):
+            return None
+        share.rest.feed(row, status)
+        share.rows += 1
+    return list(shares.values())
+
+
+def _join(walker: _ChainWalker, shares: list[_Share]) -> bool:
+    """Append the shares of the next storage range to the walks; False if out of seq order."""
+    for share in shares:
+        row, status = share.first
+        walk = walker.walk_of(row[0])
+        if walk.prev_seq is not None and int(row[1]) < walk.prev_seq:
+            return False
+        walk.feed(row, status)
+        rest = share.rest
+        if share.rows > 1:
+            walk.problems.extend(rest.problems)
+            walk.events += rest.events
+            walk.key_ids |= rest.key_ids
+            walk.found.update(rest.found)
+            walk.prev_seq, walk.prev_hash = rest.prev_seq, rest.prev_hash
+            walk.prev_ts = rest.prev_ts
+        walker.rows += share.rows
+    return True
+
+
 def _chain_order(pair: tuple[Row, int]) -> tuple[str, int]:
     return pair[0][0], int(pair[0][1])
 
@@ -385,34 +441,30 @@ def verify_sqlite_file(
     parts = workers * 4
     step = max(1, -(-(high - low + 1) // parts))
     ranges = [(start, min(high, start + step - 1)) for start in range(low, high + 1, step)]
-    # The ranges are walked as they arrive, while the workers go on with the later ones. In an
-    # intact database each terminal's rows come in seq order; if they do not (rows moved or
-    # inserted), everything is sorted and walked again from the start.
+    # Each worker walks the chains of its own share too; here the shares are joined end to
+    # end. In an intact database every terminal's rows come in seq order, share after share;
+    # if they do not (rows moved or inserted), the rows are read again, sorted and walked here.
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for point in checkpoints:
+        wanted[point.terminal].add(point.seq)
     walker = _ChainWalker(trusted, checkpoints, anchors, False)
-    pairs: list[tuple[Row, int]] = []
-    in_order = True
-    last_seq: dict[str, int] = {}
+    joined = True
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
         futures = [
-            pool.submit(check_sqlite_range, path, a, b, terminal, from_seq, keys) for a, b in ranges
+            pool.submit(walk_sqlite_range, path, a, b, terminal, from_seq, keys, dict(wanted))
+            for a, b in ranges
         ]
         for future in futures:
-            part = future.result()
-            pairs.extend(part)
-            if not in_order:
-                continue
-            try:
-                for row, status in part:
-                    name, seq = row[0], int(row[1])
-                    if seq < last_seq.get(name, seq):
-                        in_order = False
-                        break
-                    last_seq[name] = seq
-                    walker.walk_of(name).feed(row, status)
-            except (TypeError, ValueError):
-                in_order = False
-    if in_order:
-        walker.rows = len(pairs)
+            shares = future.result()
+            if joined and (shares is None or not _join(walker, shares)):
+                joined = False
+        if not joined:
+            again = [
+                pool.submit(check_sqlite_range, path, a, b, terminal, from_seq, keys)
+                for a, b in ranges
+            ]
+            pairs = [pair for future in again for pair in future.result()]
+    if joined:
         walker.finish(report, sorted_terminals=True)
     else:
         pairs.sort(key=_chain_order)
