@@ -14,7 +14,7 @@ from hmi.batch.model import BatchStatus, DeviationKind, DeviationStatus
 from hmi.screens.batch_run import BatchRunScreen
 from hmi.screens.modals.deviation import DeviationDialog
 from plc_sim.server import SimulatorThread
-from tests.ui.conftest import Kiosk, PlcClient
+from tests.ui.conftest import TIME_SCALE, Kiosk, PlcClient
 from tests.ui.helpers import login, settle, text_of
 from tests.ui.test_batch_flow import cosign, sign, wait_until
 
@@ -94,19 +94,31 @@ async def test_critical_excursion_cosigned_by_supervisor_not_same_user(
         await pilot.press("3")
         await settle(pilot)
         assert isinstance(app.screen, BatchRunScreen)
-        await pilot.press("f2")  # start the blend
-        await wait_until(
-            pilot,
-            lambda: float(app.ctx.values["speed"].value or 0) > 11.5,  # type: ignore[arg-type]
-            "blender at speed",
-        )
-        await asyncio.sleep(0.3)  # the monitor has seen the speed within limits (armed)
+        async def slower(server: Any) -> None:
+            server.model.time_scale = 20.0
 
-        async def overspeed(server: Any) -> None:
-            server.model.speed_setpoint = 16.0
+        async def usual(server: Any) -> None:
+            server.model.time_scale = TIME_SCALE
 
-        await sim.acall(overspeed)
-        await wait_until(pilot, lambda: isinstance(app.screen, DeviationDialog), "dialog")
+        # At the suite's pace the whole blend takes 3 s of wall time, too short a window to be
+        # sure of catching it at speed on a busy machine: slower while the excursion is made.
+        await sim.acall(slower)
+        try:
+            await pilot.press("f2")  # start the blend
+            await wait_until(
+                pilot,
+                lambda: float(app.ctx.values["speed"].value or 0) > 11.5,  # type: ignore[arg-type]
+                "blender at speed",
+            )
+            await asyncio.sleep(0.3)  # the monitor has seen the speed within limits (armed)
+
+            async def overspeed(server: Any) -> None:
+                server.model.speed_setpoint = 16.0
+
+            await sim.acall(overspeed)
+            await wait_until(pilot, lambda: isinstance(app.screen, DeviationDialog), "dialog")
+        finally:
+            await sim.acall(usual)
         assert "blend_speed: expected" in text_of(pilot, "#deviation-what")
         assert "CRITICAL" in text_of(pilot, "#deviation-what")
         assert batches.get(BATCH).status is BatchStatus.HELD
