@@ -14,6 +14,7 @@ from hmi.auth.errors import SessionNotActive
 from hmi.auth.sessions import Session, SessionState
 from hmi.screens.base import HmiScreen
 from hmi.screens.context import HmiContext
+from hmi.screens.keys import CREDENTIAL_TABS
 from hmi.screens.messages import SessionEnded, SwitchUserRequested, Unlocked
 
 
@@ -21,6 +22,7 @@ class LockScreen(HmiScreen):
     """Shown over everything when the session locks (idle or F12)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        *CREDENTIAL_TABS,
         Binding("f2", "unlock", "Unlock", id="unlock", tooltip="Unlock with your password"),
         Binding(
             "f3", "switch_user", "Switch user", id="switch-user", tooltip="Log in as someone else"

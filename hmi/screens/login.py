@@ -15,6 +15,7 @@ from hmi.auth.sessions import Session
 from hmi.auth.totp import code_at
 from hmi.screens.base import HmiScreen
 from hmi.screens.context import HmiContext
+from hmi.screens.keys import CREDENTIAL_TABS
 from hmi.screens.messages import LoggedIn
 from hmi.screens.modals.password_change import PasswordChangeDialog
 from hmi.widgets.demo_banner import DemoBanner, DemoLine
@@ -24,6 +25,7 @@ class LoginScreen(HmiScreen):
     """Nothing but this screen is reachable before authentication (21 CFR 11.10(d))."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        *CREDENTIAL_TABS,
         Binding("f2", "login", "Log in", id="login", tooltip="Log in with these credentials"),
     ]
 

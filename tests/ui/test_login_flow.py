@@ -145,3 +145,23 @@ async def test_admin_lands_on_users_and_cannot_open_production(kiosk: Kiosk) -> 
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, UsersScreen)
+
+
+async def test_tab_moves_on_before_the_next_keys_reach_the_field(kiosk: Kiosk) -> None:
+    """Keys typed right after Tab belong to the next field: a fast typist's password must
+    never land, readable, in the user ID field."""
+    from textual.widgets import Input
+
+    app = kiosk.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        app.screen.query_one("#user-id", Input).focus()
+        await pilot.pause()
+        for key in ("a", "b", "tab", "x", "y", "shift+tab"):
+            await pilot.press(key)
+        assert app.screen.query_one("#user-id", Input).value == "ab"
+        assert app.screen.query_one("#password", Input).value == "xy"
+        assert app.focused is app.screen.query_one("#user-id", Input)
+        tab = next(b for b in app.screen.BINDINGS if getattr(b, "key", "") == "tab")
+        assert getattr(tab, "priority", False)

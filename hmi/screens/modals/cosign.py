@@ -15,12 +15,14 @@ from hmi.auth.roles import Meaning
 from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT, Signature, manifestation
 from hmi.screens.base import HmiModal
 from hmi.screens.context import HmiContext
+from hmi.screens.keys import CREDENTIAL_TABS
 
 
 class CosignDialog(HmiModal[Signature | None]):
     """A second person co-signs ``request``; None when cancelled."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        *CREDENTIAL_TABS,
         Binding("escape", "cancel", "Cancel", id="cancel"),
         Binding("f2", "cosign", "Co-sign", id="cosign"),
     ]

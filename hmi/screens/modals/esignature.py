@@ -15,12 +15,14 @@ from hmi.auth.roles import Meaning
 from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT, RecordRef, Signature, manifestation
 from hmi.screens.base import HmiModal
 from hmi.screens.context import HmiContext
+from hmi.screens.keys import CREDENTIAL_TABS
 
 
 class ESignatureDialog(HmiModal[Signature | None]):
     """The logged-in user signs ``record`` with ``meaning``; None when cancelled."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        *CREDENTIAL_TABS,
         Binding("escape", "cancel", "Cancel", id="cancel"),
         Binding("f2", "sign", "Sign", id="sign"),
     ]

@@ -13,12 +13,14 @@ from textual.widgets import Button, Input, Label, Static
 from hmi.auth.sessions import Session
 from hmi.screens.base import HmiModal
 from hmi.screens.context import HmiContext
+from hmi.screens.keys import CREDENTIAL_TABS
 
 
 class PasswordChangeDialog(HmiModal[Session | None]):
     """Choose a new password; the result is the started session, or None if cancelled."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        *CREDENTIAL_TABS,
         Binding("escape", "cancel", "Cancel", id="cancel"),
         Binding("f2", "change", "Change password", id="change"),
     ]
