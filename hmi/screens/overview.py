@@ -41,7 +41,7 @@ class OverviewScreen(HmiScreen):
         self.on_plc_values()
 
     def on_plc_values(self) -> None:
-        if not self.is_mounted or not self.query("#tile-speed"):
+        if not self.query("#tile-speed"):
             return  # not composed yet, or being taken down (the app is quitting)
         values = self.ctx.values
         for tag, *_ in TILES:

@@ -40,7 +40,10 @@ async def wait_until(pilot: Pilot[None], check: Any, what: str, timeout: float =
 
 async def fill(pilot: Pilot[None], values: dict[str, str]) -> None:
     for name, value in values.items():
-        pilot.app.screen.query_one(f"#in-{name}", Input).value = value
+        field = pilot.app.screen.query_one(f"#in-{name}", Input)
+        # wide enough for the operator to read what they type, beside its label and hint
+        assert field.region.width >= 12, f"field {name} is {field.region.width} columns wide"
+        field.value = value
     await pilot.pause()
 
 
