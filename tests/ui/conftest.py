@@ -106,6 +106,9 @@ class PlcClient:
                 "client_private_key": str(self.key),
                 "reconnect_initial_s": 0.2,
                 "reconnect_max_s": 1.0,
+                # these tests are not about link loss (tests/integration/plc is): on a busy
+                # CI machine a 1 s pause of the simulator's thread is load, not a PLC fault
+                "heartbeat_timeout_s": 3.0,
             }
         )
         return AsyncuaGateway(settings, base_dir=self.root)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
+from textual.worker import WorkerCancelled
 
 LONG_LIVED = ("plc", "monitor", "batch", "deviations", "qa")
 """Workers that run for the App's lifetime or wait on dialogs (never waited for here)."""
@@ -12,9 +15,11 @@ LONG_LIVED = ("plc", "monitor", "batch", "deviations", "qa")
 async def settle(pilot: Pilot[None]) -> None:
     """Let thread workers finish and their results be painted."""
     for _ in range(3):
-        busy = [w for w in pilot.app.workers if w.group not in LONG_LIVED]
-        if busy:  # an empty list would mean "every worker"
-            await pilot.app.workers.wait_for_complete(busy)
+        for worker in [w for w in pilot.app.workers if w.group not in LONG_LIVED]:
+            # cancelled: its screen closed as the result arrived (a login, a dismissed
+            # dialog); the result was delivered before the screen went, nothing was lost
+            with suppress(WorkerCancelled):
+                await worker.wait()
         await pilot.pause()
 
 

@@ -94,6 +94,7 @@ async def test_critical_excursion_cosigned_by_supervisor_not_same_user(
         await pilot.press("3")
         await settle(pilot)
         assert isinstance(app.screen, BatchRunScreen)
+
         async def slower(server: Any) -> None:
             server.model.time_scale = 20.0
 

@@ -21,6 +21,8 @@ SIZE = (80, 24)
 def steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
     """A blinking cursor is caught on or off at random: keep it on for the pictures."""
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
 FIXED_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 BANNER = (
     DemoAccount("operator", "operator", "copper-lantern-meadow-42"),
