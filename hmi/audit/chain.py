@@ -115,9 +115,9 @@ def seal_event(
     }
     details = row["details"]
     details_value = canonical.loads(details) if isinstance(details, str) else details
-    row["details"] = canonical.encode_plain(
-        canonical.normalise(details_value, "$.details")
-    ).decode("utf-8")
+    row["details"] = canonical.encode_plain(canonical.normalise(details_value, "$.details")).decode(
+        "utf-8"
+    )
     for name in CONTENT_COLUMNS:
         value = row[name]
         if value is not None and type(value) is not str:

@@ -615,9 +615,7 @@ def _check_genesis(
 ) -> None:
     seq = int(row[_I["seq"]])
     if row[_I["prev_hash"]] != GENESIS_PREV_HASH:
-        add(
-            Kind.BAD_GENESIS, seq, "first event does not start from the zero hash"
-        )
+        add(Kind.BAD_GENESIS, seq, "first event does not start from the zero hash")
     if row[_I["action"]] != "audit.chain.started":
         add(Kind.BAD_GENESIS, seq, "first event is not audit.chain.started")
         return

@@ -256,8 +256,7 @@ class EngineCore:
         with read_only(self.engine) as conn:
             info = batch_info(self._batch_row(conn, batch_id))
             step_rows = {
-                int(r["step_index"]): r
-                for r in _of_batch(conn, batch_step, batch_id, "step_index")
+                int(r["step_index"]): r for r in _of_batch(conn, batch_step, batch_id, "step_index")
             }
             values = self._values(conn, batch_id)
             deviations = [deviation_info(r) for r in _of_batch(conn, deviation, batch_id, "seq")]

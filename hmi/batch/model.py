@@ -165,6 +165,15 @@ class StepRecord:
     deviation_id: str | None
 
 
+def parameter_label(parameter: str) -> str:
+    """A recorded parameter key in words: ``result:SW-1`` is the result of sample SW-1,
+    ``mixing_speed`` is mixing speed. The stored key itself never changes."""
+    kind, _, name = parameter.partition(":")
+    if name and kind == "result":
+        return f"result of sample {name}"
+    return parameter.replace("_", " ")
+
+
 @dataclass(frozen=True)
 class DeviationInfo:
     """A deviation: what departed from the recipe, its reason, co-signature and QA disposition."""

@@ -510,10 +510,7 @@ def _verify_record(
     fields = tuple(AuditEvent.model_fields)
     try:
         events = _list_adapter(AuditEvent).validate_python(
-            [
-                {k: checker.events[(ref.terminal_id, ref.seq)].get(k) for k in fields}
-                for ref in refs
-            ]
+            [{k: checker.events[(ref.terminal_id, ref.seq)].get(k) for k in fields} for ref in refs]
         )
     except ValidationError as exc:
         checker.problem(None, None, f"an audit event of the record is malformed ({exc})")

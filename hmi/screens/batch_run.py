@@ -149,6 +149,7 @@ class BatchRunScreen(HmiScreen):
                 yield Static("", id="batch-title", classes="form-title")
                 with VerticalScroll(id="step-detail"):
                     yield Static("", id="step-text")
+                    yield Static("", id="step-waiting", classes="message error")
                     yield Vertical(id="step-inputs")
                 yield Static("", id="live", classes="live")
                 yield Static("", id="batch-message", classes="message")
@@ -170,6 +171,9 @@ class BatchRunScreen(HmiScreen):
             return None
         if action == "skip_step" and self.current is None:
             return None
+        held = self.info.status is BatchStatus.HELD
+        if (action == "hold" and held) or (action == "resume" and not held):
+            return None  # greyed out: hold a running batch, resume a held one
         return True
 
     # -- loading ----------------------------------------------------------------------------
@@ -219,6 +223,7 @@ class BatchRunScreen(HmiScreen):
         self._show_steps()
         if changed:
             self._show_current()
+        self._show_waiting()
         self.on_plc_values()
         self.refresh_bindings()
 
@@ -274,8 +279,6 @@ class BatchRunScreen(HmiScreen):
                 rows.append(("container_id", "Container ID", ""))
         elif isinstance(step, SignatureStep):
             lines.append(f"Sign '{step.meaning}' as {step.role} (F3).")
-        if current.blocking:
-            lines.append("Waiting for: " + "; ".join(current.blocking))
         text.update("\n".join(lines))
         for name, label, value in rows:
             inputs.mount(
@@ -286,6 +289,16 @@ class BatchRunScreen(HmiScreen):
                     classes="field-row",
                 )
             )
+
+    def _show_waiting(self) -> None:
+        """What blocks the step, shown afresh on every reload (a reason given, a co-signature
+        done) without redrawing the step's entry fields and what is typed in them."""
+        blocking = self.current.blocking if self.current is not None else ()
+        waiting = self.query_one("#step-waiting", Static)
+        waiting.update(
+            f"Waiting for deviation {', '.join(blocking)} (F9: deviations)" if blocking else ""
+        )
+        waiting.display = bool(blocking)
 
     def on_plc_values(self) -> None:
         values = self.ctx.values
@@ -754,7 +767,8 @@ class BatchRunScreen(HmiScreen):
                 await batches.resume(session, info.batch_id, values["text"])
             else:
                 await batches.abort(session, info.batch_id, values["code"], values["text"])
-            self.say(f"Batch {info.batch_id}: {what} done.")
+            done = {"hold": "is held", "resume": "is running again"}.get(what, "is aborted")
+            self.say(f"Batch {info.batch_id} {done}.")
         except Exception as exc:
             self.say(describe_error(exc), error=True)
         self.reload()

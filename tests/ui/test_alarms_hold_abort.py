@@ -80,6 +80,7 @@ async def test_hold_by_operator_abort_by_supervisor(
         await open_screen(pilot, "3")
         assert isinstance(app.screen, BatchRunScreen)
         assert app.screen.check_action("abort", ()) is False  # operators do not abort
+        assert app.screen.check_action("hold", ()) is True
         await pilot.press("f5")
         await pilot.pause()
         app.screen.query_one("#field-text", Input).value = "granulate lot on QA hold"
@@ -88,6 +89,8 @@ async def test_hold_by_operator_abort_by_supervisor(
         await idle_group(pilot, "batch")
         assert batches.get("B-UI-0002").status is BatchStatus.HELD
         await settle(pilot)
+        assert text_of(pilot, "#batch-message") == "Batch B-UI-0002 is held."
+        assert app.screen.check_action("hold", ()) is None  # held: Hold is greyed out
         # the hold deviation asks for nothing more here: it already carries the reason
         await pilot.press("f12")
         await settle(pilot)
@@ -99,6 +102,8 @@ async def test_hold_by_operator_abort_by_supervisor(
         )
         await open_screen(pilot, "3")
         assert "HELD" in text_of(pilot, "#batch-title")
+        assert app.screen.check_action("resume", ()) is True
+        assert app.screen.check_action("hold", ()) is None
         await pilot.press("f7")
         await pilot.pause()
         app.screen.query_one("#field-code", Input).value = "MATERIAL"

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, Input, Select
+from textual.widgets import Checkbox, Input, Select, Static
 
 from hmi.app import HmiApp
 from hmi.batch.model import BatchStatus, DeviationKind
@@ -180,6 +180,9 @@ async def test_batch_with_deviation_to_qa_release(
         [deviation] = batches.deviations(BATCH)
         assert deviation.kind is DeviationKind.OUT_OF_TOLERANCE
         assert deviation.reason_code == "MATERIAL"
+        await settle(pilot)
+        waiting = screen.query_one("#step-waiting", Static)
+        assert not waiting.display, f"reason given, still shown: {waiting.render()}"
         # 4-8: lid, interlock, parameters, blend, stopped
         await gateway.call("close_lid")
         screen.reload()

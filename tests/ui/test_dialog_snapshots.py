@@ -192,6 +192,12 @@ async def first_signature(pilot: Pilot[None]) -> None:
     app.push_screen(ESignatureDialog(app.ctx, STEP, Meaning.PERFORMED, STEP_TEXT))
     await shown(pilot, ESignatureDialog)
     assert pilot.app.screen.query_one("#statement").display, "first signature: statement shown"
+    accept = pilot.app.screen.query_one("#accept", Checkbox)
+    assert pilot.app.focused is accept, "the statement is answered before the credentials"
+    assert "X" not in str(accept.render()), "an unticked statement must not look accepted"
+    accept.value = True
+    assert "X" in str(accept.render())
+    accept.value = False
 
 
 async def signed(pilot: Pilot[None]) -> None:

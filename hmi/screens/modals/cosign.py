@@ -9,13 +9,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from hmi.auth.roles import Meaning
 from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT, Signature, manifestation
 from hmi.screens.base import HmiModal
 from hmi.screens.context import HmiContext
 from hmi.screens.keys import CREDENTIAL_TABS
+from hmi.widgets.tick_box import TickBox
 
 
 class CosignDialog(HmiModal[Signature | None]):
@@ -54,7 +55,7 @@ class CosignDialog(HmiModal[Signature | None]):
             with Horizontal(classes="field-row"):
                 yield Label("Code (TOTP)", classes="field-label")
                 yield Input(compact=True, id="cosign-totp", max_length=8)
-            yield Checkbox(
+            yield TickBox(
                 "I accept the e-signature statement (first signature only)", id="cosign-accept"
             )
             yield Static(ACCOUNTABILITY_STATEMENT, classes="statement")
@@ -76,7 +77,7 @@ class CosignDialog(HmiModal[Signature | None]):
         user_id = self.query_one("#cosign-user", Input).value.strip()
         password = self.query_one("#cosign-password", Input).value
         totp = self.query_one("#cosign-totp", Input).value.strip() or None
-        accept = self.query_one("#cosign-accept", Checkbox).value
+        accept = self.query_one("#cosign-accept", TickBox).value
         signatures = self.ctx.auth.signatures
         self.run_blocking(
             lambda: signatures.cosign(

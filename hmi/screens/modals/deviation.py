@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
-from hmi.batch.model import DeviationInfo
+from hmi.batch.model import DeviationInfo, parameter_label
 from hmi.screens.base import HmiModal
 from hmi.screens.context import HmiContext
 
@@ -21,9 +21,9 @@ def describe_deviation(info: DeviationInfo) -> str:
     lines = [info.summary]
     if info.parameter:
         unit = f" {info.unit}" if info.unit else ""
+        name = parameter_label(info.parameter).capitalize()
         lines.append(
-            f"{info.parameter}: expected {info.expected or '-'}{unit}, "
-            f"actual {info.actual or '-'}{unit}"
+            f"{name}: expected {info.expected or '-'}{unit}, actual {info.actual or '-'}{unit}"
         )
     if info.critical:
         lines.append("CRITICAL: a supervisor must co-sign.")

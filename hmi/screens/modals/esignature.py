@@ -9,13 +9,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from hmi.auth.roles import Meaning
 from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT, RecordRef, Signature, manifestation
 from hmi.screens.base import HmiModal
 from hmi.screens.context import HmiContext
 from hmi.screens.keys import CREDENTIAL_TABS
+from hmi.widgets.tick_box import TickBox
 
 
 class ESignatureDialog(HmiModal[Signature | None]):
@@ -49,7 +50,7 @@ class ESignatureDialog(HmiModal[Signature | None]):
                 classes="muted",
             )
             yield Static(ACCOUNTABILITY_STATEMENT, id="statement", classes="statement")
-            yield Checkbox("I accept this statement", id="accept")
+            yield TickBox("I accept this statement", id="accept")
             if "user_id" in self.needed:
                 with Horizontal(classes="field-row"):
                     yield Label("User ID", classes="field-label")
@@ -82,6 +83,8 @@ class ESignatureDialog(HmiModal[Signature | None]):
     def _statement(self, accepted: bool) -> None:
         self.query_one("#statement").display = not accepted
         self.query_one("#accept").display = not accepted
+        if not accepted:  # the first signature: the statement comes before the credentials
+            self.query_one("#accept", TickBox).focus()
 
     def _value(self, selector: str) -> str | None:
         found = self.query(selector)
@@ -97,7 +100,7 @@ class ESignatureDialog(HmiModal[Signature | None]):
         if session is None:
             self.dismiss(None)
             return
-        accept = self.query_one("#accept", Checkbox)
+        accept = self.query_one("#accept", TickBox)
         if accept.display and not accept.value:
             self.query_one("#sign-message", Static).update(
                 "Before your first electronic signature, accept the statement above."
