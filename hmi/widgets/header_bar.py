@@ -30,14 +30,21 @@ class HeaderInfo:
 
 
 def render_header(info: HeaderInfo) -> Text:
-    """The header as styled text (two lines; fits 80 columns)."""
+    """The header as styled text, two lines.
+
+    What must never be cut comes first: who is logged in on line 1; the time, the PLC link,
+    the alarms and the SERVICE MODE and lock warnings on line 2. The batch comes last, as it
+    is also the title of the batch screen; at 80 columns it may end in an ellipsis.
+    """
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f" {info.site} / {info.line}", style="bold")
     text.append(f"  {info.terminal}")
-    text.append(f"  User: {info.user}\n", style="bold")
-    text.append(f" {info.time}  PLC: ")
+    text.append(f"  User: {info.user}", style="bold")
+    if info.demo:
+        text.append("  ")
+        text.append(" DEMO ", style="bold reverse magenta")
+    text.append(f"\n {info.time}  PLC: ")
     text.append(info.plc, style="bold green" if info.plc_ok else "bold reverse red")
-    text.append(f"  Batch: {info.batch}")
     alarms = info.unacknowledged_alarms
     text.append("  Alarms: ")
     text.append(
@@ -47,12 +54,10 @@ def render_header(info: HeaderInfo) -> Text:
     if info.service_mode:
         text.append("  ")
         text.append(" SERVICE MODE ", style="bold reverse yellow")
-    if info.demo:
-        text.append("  ")
-        text.append(" DEMO ", style="bold reverse magenta")
     if info.idle_warning:
         text.append("  ")
         text.append(f" {info.idle_warning} ", style="bold reverse yellow")
+    text.append(f"  Batch: {info.batch}")
     return text
 
 
