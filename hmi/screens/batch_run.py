@@ -3,6 +3,7 @@ you type), live values and timers, and the operator's actions on function keys."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -48,6 +49,25 @@ def _number(text: str) -> Decimal | None:
         return Decimal(text.strip().replace(",", "."))
     except (InvalidOperation, ValueError):
         return None
+
+
+_LIST_ITEM = re.compile(r"\s*(?:[-*•]|\d+[.)])\s")
+
+
+def reflow(text: str) -> str:
+    """Recipe text as the screen's width wraps it: a recipe file breaks its lines where its
+    author's editor did, so the lines of a paragraph are joined; blank lines and list items
+    (``-``, ``*``, ``1.``) still start a new line."""
+    out: list[str] = []
+    for line in text.strip().splitlines():
+        stripped = line.strip()
+        if not stripped:
+            out.append("")
+        elif out and out[-1] and not _LIST_ITEM.match(line):
+            out[-1] += " " + stripped
+        else:
+            out.append(stripped)
+    return "\n".join(out)
 
 
 def charge_range(step: ChargeStep) -> tuple[Decimal, Decimal]:
@@ -252,7 +272,7 @@ class BatchRunScreen(HmiScreen):
         step = current.step
         lines = [f"Step {current.index + 1}: {step.title}  [{current.status.value}]"]
         if step.instructions:
-            lines.append(step.instructions.strip())
+            lines.append(reflow(step.instructions))
         if isinstance(step, CheckStep):
             lines.append(f"Check: {step.text}")
         rows: list[tuple[str, str, str]] = []
