@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Static
 
 from hmi.auth.roles import Meaning
+from hmi.batch.by_hand import HandAction, do_by_hand, hand_actions
 from hmi.batch.model import (
     FINAL_STATUSES,
     BatchInfo,
@@ -131,6 +132,13 @@ class BatchRunScreen(HmiScreen):
             id="correct-value",
             tooltip="Correct an entered value (old value kept, reason recorded)",
         ),
+        Binding(
+            "ctrl+b",
+            "by_hand",
+            "By hand",
+            id="by-hand",
+            tooltip="Demo site: what the operator does by hand at the blender (lid, charge)",
+        ),
     ]
     #: At 80 columns the footer keeps these; parameter change, abort, override, skip and
     #: correction are then named in the F1 menu.
@@ -178,6 +186,10 @@ class BatchRunScreen(HmiScreen):
         self.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "by_hand":  # demo sites only: the simulator has no hands
+            if not self.ctx.demo or not self.ctx.may("batch.step.complete"):
+                return False
+            return None if self.info is None or not self.info.active else True
         needed = self.ACTION_PERMISSIONS.get(action)
         if needed is None:
             return True
@@ -406,6 +418,38 @@ class BatchRunScreen(HmiScreen):
 
     def action_start_step(self) -> None:
         self._start_step()
+
+    def action_by_hand(self) -> None:
+        update = self.ctx.values.get("lid_closed")
+        lid = update.value if update is not None and update.good else None
+        actions = {
+            a.key: a for a in hand_actions(self.current, lid if isinstance(lid, bool) else None)
+        }
+
+        def picked(key: str | None) -> None:
+            if key is not None:
+                self._by_hand(actions[key])
+
+        self.app.push_screen(
+            ChoiceDialog(
+                "By hand at the blender (demo site)",
+                [Choice(a.key, a.label) for a in actions.values()],
+                note="At a real line you do this yourself; here the simulator does it. It is"
+                " recorded as a PLC command of this batch, by you.",
+            ),
+            picked,
+        )
+
+    @work(group="batch", exclusive=True, exit_on_error=False)
+    async def _by_hand(self, action: HandAction) -> None:
+        session, batches, info = self.ctx.session, self.ctx.batches, self.info
+        if session is None or batches is None or info is None:
+            return
+        index = self.current.index if self.current is not None else None
+        try:
+            self.say(await do_by_hand(batches.link, session.actor, info.batch_id, index, action))
+        except Exception as exc:
+            self.say(describe_error(exc), error=True)
 
     @work(group="batch", exclusive=True, exit_on_error=False)
     async def _start_step(self) -> None:

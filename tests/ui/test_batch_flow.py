@@ -138,6 +138,8 @@ async def test_batch_with_deviation_to_qa_release(
         await wait_until(pilot, lambda: app.ctx.plc_state.value == "connected", "PLC")
         await start_batch(pilot, app)
         assert batches.get(BATCH).status is BatchStatus.RUNNING
+        assert not app.ctx.demo
+        assert app.screen.check_action("by_hand", ()) is False  # production: no simulated hands
         # 1. line clearance: performed by the operator, verified by a supervisor
         await pilot.press("f3")
         await sign(pilot, kiosk, "operator", first=True)

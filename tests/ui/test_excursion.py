@@ -21,12 +21,11 @@ from tests.ui.test_batch_flow import cosign, sign, wait_until
 BATCH = "B-UI-0003"
 
 
-async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any) -> None:
-    """Steps 1-6 straight through the engine (the batch flow test covers them on screen)."""
+def signer(kiosk: Kiosk, app: Any) -> Any:
+    """Signs a step's record as the operator, co-signed by the supervisor (engine level)."""
     batches = app.ctx.batches
     session = kiosk.auth.sessions.current
     auth = kiosk.auth
-    batches.start_batch(session, "PARA500-FB", 3, BATCH)
 
     def signed(step_id: str, data: dict[str, Any]) -> list[Any]:
         ref = batches.step_record(BATCH, step_id, data)
@@ -50,10 +49,27 @@ async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any) -> None:
         )
         return [mine, other]
 
+    return signed
+
+
+async def through_line_clearance(kiosk: Kiosk, app: Any) -> None:
+    """Start the batch and complete step 1 through the engine."""
+    batches = app.ctx.batches
+    session = kiosk.auth.sessions.current
+    batches.start_batch(session, "PARA500-FB", 3, BATCH)
     data: dict[str, Any] = {"confirmed": True}
+    signed = signer(kiosk, app)
     await batches.complete_step(
         session, BATCH, "line-clearance", data, signatures=signed("line-clearance", data)
     )
+
+
+async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any) -> None:
+    """Steps 1-6 straight through the engine (the batch flow test covers them on screen)."""
+    batches = app.ctx.batches
+    session = kiosk.auth.sessions.current
+    signed = signer(kiosk, app)
+    await through_line_clearance(kiosk, app)
     await batches.start_step(session, BATCH, "charge-granulate")
     await gateway.call("open_lid")
     await gateway.call("charge", 180.0)
@@ -120,7 +136,7 @@ async def test_critical_excursion_cosigned_by_supervisor_not_same_user(
             await wait_until(pilot, lambda: isinstance(app.screen, DeviationDialog), "dialog")
         finally:
             await sim.acall(usual)
-        assert "blend_speed: expected" in text_of(pilot, "#deviation-what")
+        assert "Blend speed: expected" in text_of(pilot, "#deviation-what")
         assert "CRITICAL" in text_of(pilot, "#deviation-what")
         assert batches.get(BATCH).status is BatchStatus.HELD
         app.screen.query_one("#reason-code", Select).value = "EQUIPMENT"
