@@ -54,6 +54,7 @@ from hmi.screens.messages import (
 )
 from hmi.screens.modals.confirm import ConfirmDialog
 from hmi.screens.modals.cosign import CosignDialog
+from hmi.screens.modals.demo_codes import DemoCodesDialog
 from hmi.screens.modals.deviation import DeviationDialog, describe_deviation
 from hmi.screens.modals.esignature import ESignatureDialog
 from hmi.screens.modals.menu import MenuDialog, MenuEntry, MenuKey
@@ -136,6 +137,14 @@ class HmiApp(App[None]):
             show=False,
             id="contrast",
             tooltip="Switch the high-contrast theme on or off",
+        ),
+        Binding(
+            "ctrl+o",
+            "demo_codes",
+            "Demo codes",
+            show=False,
+            id="demo-codes",
+            tooltip="Demo site: the demo accounts and their authenticator codes",
         ),
     ]
 
@@ -488,6 +497,8 @@ class HmiApp(App[None]):
         )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_codes":
+            return self.ctx.demo and not isinstance(self.screen, DemoCodesDialog)
         if action == "lock":
             session = self.ctx.session
             return session is not None and session.state is SessionState.ACTIVE
@@ -573,6 +584,9 @@ class HmiApp(App[None]):
             self.notify("Your role may not open that screen.", severity="warning")
             return
         await self.switch_screen(spec.factory(self.ctx))
+
+    def action_demo_codes(self) -> None:
+        self.push_screen(DemoCodesDialog(self.ctx))
 
     def action_toggle_contrast(self) -> None:
         self.theme = HIGH_CONTRAST.name if self.theme != HIGH_CONTRAST.name else DEFAULT_THEME

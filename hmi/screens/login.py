@@ -12,13 +12,13 @@ from textual.widgets import Button, Input, Label, Static
 
 from hmi.auth.errors import AuthenticationFailed, FailureReason, PasswordChangeRequired
 from hmi.auth.sessions import Session
-from hmi.auth.totp import code_at
 from hmi.screens.base import HmiScreen
 from hmi.screens.context import HmiContext
 from hmi.screens.keys import CREDENTIAL_TABS
 from hmi.screens.messages import LoggedIn
+from hmi.screens.modals.demo_codes import demo_lines
 from hmi.screens.modals.password_change import PasswordChangeDialog
-from hmi.widgets.demo_banner import DemoBanner, DemoLine
+from hmi.widgets.demo_banner import DemoBanner
 
 
 class LoginScreen(HmiScreen):
@@ -62,14 +62,7 @@ class LoginScreen(HmiScreen):
             self.set_interval(1.0, self.refresh_demo)
 
     def refresh_demo(self) -> None:
-        now = self.ctx.clock.now()
-        lines = [
-            DemoLine(
-                a.user_id, a.role, a.password, code_at(a.totp_secret, now) if a.totp_secret else ""
-            )
-            for a in self.ctx.demo_accounts
-        ]
-        self.query_one(DemoBanner).show(lines, self.ctx.preparing)
+        self.query_one(DemoBanner).show(demo_lines(self.ctx), self.ctx.preparing)
 
     def say(self, text: str, *, error: bool = True) -> None:
         message = self.query_one("#login-message", Static)

@@ -20,7 +20,7 @@ class DemoLine:
 def render_demo(lines: Sequence[DemoLine], note: str = "") -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(" DEMO SITE - training only, not for production records ", style="bold reverse")
-    text.append("\n")
+    text.append("  Ctrl+O: these codes on any screen\n")
     if note:
         text.append(f" {note}\n")
         return text

@@ -140,6 +140,7 @@ async def test_batch_with_deviation_to_qa_release(
         assert batches.get(BATCH).status is BatchStatus.RUNNING
         assert not app.ctx.demo
         assert app.screen.check_action("by_hand", ()) is False  # production: no simulated hands
+        assert app.check_action("demo_codes", ()) is False  # nor demo codes
         # 1. line clearance: performed by the operator, verified by a supervisor
         await pilot.press("f3")
         await sign(pilot, kiosk, "operator", first=True)

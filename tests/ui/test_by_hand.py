@@ -17,6 +17,7 @@ from hmi.batch.tables import plc_command
 from hmi.clock import ManualClock
 from hmi.screens.batch_run import BatchRunScreen
 from hmi.screens.modals.choice import ChoiceDialog
+from hmi.screens.modals.demo_codes import DemoCodesDialog
 from hmi.site import Site, init_site, open_site
 from plc_sim.server import SimulatorThread
 from tests.ui.conftest import Kiosk, PlcClient
@@ -110,3 +111,20 @@ async def test_demo_operator_opens_the_lid_and_charges_by_hand(
     assert ("open_lid", '{"args":[]}', "operator") in commands
     assert ("charge", '{"args":["180.0"]}', "operator") in commands
     assert any(e.get("command") == "charge" for e in events)
+
+
+async def test_demo_codes_on_any_screen(kiosk: Kiosk) -> None:
+    """A co-signature needs the supervisor's live code: Ctrl+O shows it over any screen."""
+    app = kiosk.app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await login(pilot, "operator", kiosk.users["operator"].password)
+        before = app.screen
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert isinstance(app.screen, DemoCodesDialog)
+        shown = str(app.screen.query_one("#demo-codes-banner").render())
+        assert f"code {kiosk.code('supervisor')}" in shown
+        assert str(kiosk.site.data_dir) in text_of(pilot, "#demo-codes-where")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is before
