@@ -12,6 +12,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from hmi.auth.roles import Meaning
@@ -321,6 +322,13 @@ class BatchRunScreen(HmiScreen):
                     classes="field-row",
                 )
             )
+        if rows:  # the first entry field takes the keys, not the step list
+            self.call_after_refresh(self._focus_first_entry)
+
+    def _focus_first_entry(self) -> None:
+        fields = self.query("#step-inputs Input")
+        if fields and not isinstance(self.app.screen, ModalScreen):
+            fields.first().focus()
 
     def _show_waiting(self) -> None:
         """What blocks the step, shown afresh on every reload (a reason given, a co-signature
@@ -523,10 +531,10 @@ class BatchRunScreen(HmiScreen):
         self.post_message(DeviationsRequested())
 
     def _ask_reason(self, title: str, then: Any, *, code: bool = True) -> None:
-        fields = [Field("text", "Reason")]
-        if code:
-            fields.insert(0, Field("code", "Reason code", value="PROCESS"))
-        self.app.push_screen(FormDialog(title, fields), then)
+        """Reason code and text, checked in the dialog as typed: a short reason is said
+        there and keeps what was written, instead of closing the dialog."""
+        note = self._codes_note().strip() if code else ""
+        self.app.push_screen(FormDialog(title, self._reason_fields(code=code), note=note), then)
 
     def action_hold(self) -> None:
         self._ask_reason("Hold the batch", lambda v: v and self._batch_call("hold", v))
@@ -832,7 +840,14 @@ class BatchRunScreen(HmiScreen):
             else:
                 await batches.abort(session, info.batch_id, values["code"], values["text"])
             done = {"hold": "is held", "resume": "is running again"}.get(what, "is aborted")
-            self.say(f"Batch {info.batch_id} {done}.")
+            then = ""
+            if what == "hold":
+                then = (
+                    " Resume: F6."
+                    if self.ctx.may("batch.resume")
+                    else (" A supervisor resumes it (F6 when logged in).")
+                )
+            self.say(f"Batch {info.batch_id} {done}.{then}")
         except Exception as exc:
             self.say(describe_error(exc), error=True)
         self.reload()

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
-from hmi.auth.errors import SessionNotActive
+from hmi.auth.errors import AuthenticationFailed, FailureReason, SessionNotActive
 from hmi.auth.sessions import Session, SessionState
 from hmi.screens.base import HmiScreen
 from hmi.screens.context import HmiContext
@@ -70,7 +70,11 @@ class LockScreen(HmiScreen):
         self.post_message(Unlocked())
 
     def _failed(self, message: str, exc: BaseException) -> None:
-        self.query_one("#unlock-password", Input).value = ""
+        field = self.query_one("#unlock-password", Input)
+        field.value = ""
+        field.focus()  # ready for the next try
+        if isinstance(exc, AuthenticationFailed) and exc.reason is FailureReason.WRONG_PASSWORD:
+            message = "The password is not correct."  # only the password is asked here
         self.query_one("#lock-message", Static).update(message)
         if isinstance(exc, SessionNotActive) or self.session.state is SessionState.ENDED:
             self.post_message(SessionEnded())

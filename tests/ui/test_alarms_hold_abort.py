@@ -89,7 +89,9 @@ async def test_hold_by_operator_abort_by_supervisor(
         await idle_group(pilot, "batch")
         assert batches.get("B-UI-0002").status is BatchStatus.HELD
         await settle(pilot)
-        assert text_of(pilot, "#batch-message") == "Batch B-UI-0002 is held."
+        assert text_of(pilot, "#batch-message") == (
+            "Batch B-UI-0002 is held. A supervisor resumes it (F6 when logged in)."
+        )
         assert app.screen.check_action("hold", ()) is None  # held: Hold is greyed out
         # the hold deviation asks for nothing more here: it already carries the reason
         await pilot.press("f12")
@@ -104,6 +106,17 @@ async def test_hold_by_operator_abort_by_supervisor(
         assert "HELD" in text_of(pilot, "#batch-title")
         assert app.screen.check_action("resume", ()) is True
         assert app.screen.check_action("hold", ()) is None
+        # a reason too short is said in the dialog, which keeps what was written
+        await pilot.press("f6")
+        await pilot.pause()
+        app.screen.query_one("#field-text", Input).value = "ok now"
+        await pilot.press("f2")
+        await pilot.pause()
+        assert "Explain the reason in" in text_of(pilot, "#form-message")
+        assert app.screen.query_one("#field-text", Input).value == "ok now"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, BatchRunScreen)
         await pilot.press("f7")
         await pilot.pause()
         app.screen.query_one("#field-code", Input).value = "MATERIAL"

@@ -210,6 +210,7 @@ async def signed(pilot: Pilot[None]) -> None:
     await pilot.press("f2")
     await shown(pilot, ESignatureDialog)
     assert pilot.app.screen.signature is not None  # type: ignore[attr-defined]
+    assert not pilot.app.screen.query_one("#cancel").display, "a signature is not cancelled"
 
 
 async def cosign(pilot: Pilot[None]) -> None:

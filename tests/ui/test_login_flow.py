@@ -77,7 +77,8 @@ async def test_idle_warning_lock_and_unlock(kiosk: Kiosk) -> None:
         await type_into(pilot, "#unlock-password", "wrong-password-here")
         await pilot.press("enter")
         await settle(pilot)
-        assert text_of(pilot, "#lock-message") == "User ID or password is not correct."
+        assert text_of(pilot, "#lock-message") == "The password is not correct."
+        assert app.focused is app.screen.query_one("#unlock-password")  # ready to retype
         await type_into(pilot, "#unlock-password", kiosk.users["operator"].password)
         await pilot.press("enter")
         await settle(pilot)

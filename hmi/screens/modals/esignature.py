@@ -128,11 +128,14 @@ class ESignatureDialog(HmiModal[Signature | None]):
         self.signature = signature
         message = self.query_one("#sign-message", Static)
         message.set_class(False, "error")
-        message.update("Signed: " + manifestation(signature, tz=self.ctx.tz) + "\nEnter to close.")
+        message.update(
+            "Signed: " + manifestation(signature, tz=self.ctx.tz) + "\nF2 or Enter to close."
+        )
         for field in self.query(Input):
             field.disabled = True
         self.query_one("#sign", Button).label = "Close (F2)"
         self.query_one("#sign", Button).focus()
+        self.query_one("#cancel", Button).display = False  # a signature is not undone
 
     def _failed(self, text: str, _exc: BaseException) -> None:
         self.query_one("#sign-password", Input).value = ""
