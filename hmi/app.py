@@ -166,6 +166,8 @@ class HmiApp(App[None]):
         self.gateway_factory = gateway_factory
         self.plc_ready = plc_ready
         self.quitting = False
+        #: Said in the quit question after the logout (a throwaway demo site is deleted).
+        self.quit_warning = ""
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -597,7 +599,11 @@ class HmiApp(App[None]):
         if self.quitting:
             return
         self.push_screen(
-            ConfirmDialog("Quit", "Close the HMI? You will be logged out.", "Quit"),
+            ConfirmDialog(
+                "Quit",
+                f"Close the HMI? You will be logged out. {self.quit_warning}".strip(),
+                "Quit",
+            ),
             self._quit_answer,
         )
 
@@ -629,8 +635,10 @@ def make_app(
     argon2: Argon2Parameters | None = None,
     watch_idle: bool = True,
     recovery_wait_s: float = RECOVERY_WAIT_S,
+    quit_warning: str = "",
 ) -> HmiApp:
-    """Build the services of an opened site and the App that shows them."""
+    """Build the services of an opened site and the App that shows them; ``quit_warning``
+    is added to the quit question (a throwaway demo site is deleted on quit)."""
     from hmi.recipe.service import RecipeService
 
     auth = auth or build_auth_services(
@@ -676,7 +684,7 @@ def make_app(
         demo_accounts=tuple(demo_accounts),
         tz=tz,
     )
-    return HmiApp(
+    app = HmiApp(
         ctx,
         watch_idle=watch_idle,
         gateway_factory=gateway_factory,
@@ -684,6 +692,8 @@ def make_app(
         prepare=prepare,
         recovery_wait_s=recovery_wait_s,
     )
+    app.quit_warning = quit_warning
+    return app
 
 
 __all__ = ["SCREENS", "HmiApp", "Screen", "make_app"]

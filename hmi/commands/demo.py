@@ -109,7 +109,7 @@ def run_demo(args: argparse.Namespace) -> int:
             settings.path(plc.password_file),
         )
         try:
-            return _run_terminal(data, fresh, simulator, started)
+            return _run_terminal(data, fresh, simulator, started, keep=keep)
         finally:
             status = simulator.stop()
             _record_stop(data, status)
@@ -120,7 +120,7 @@ def run_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(data, ignore_errors=True)
 
 
-def _run_terminal(data: Path, fresh: bool, simulator: Any, started: float) -> int:
+def _run_terminal(data: Path, fresh: bool, simulator: Any, started: float, *, keep: bool) -> int:
     from hmi.app import make_app
     from hmi.audit.chain import SYSTEM
     from hmi.auth.services import build_auth_services
@@ -161,6 +161,10 @@ def _run_terminal(data: Path, fresh: bool, simulator: Any, started: float) -> in
             prepare=prepare if fresh else None,
             gateway_factory=gateway,
             plc_ready=simulator.wait_ready_async,
+            quit_warning=""
+            if keep
+            else "This demo site and its batches are deleted when the HMI closes"
+            " (keep one with: hmi demo --data DIR).",
         )
         print(f"hmi demo: site {data} ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
         app.run()

@@ -132,6 +132,14 @@ def test_demo_login_start_batch_and_quit(demo: tuple[Terminal, Path]) -> None:
     terminal.wait_for("Batch B-E2E-0001 - Paracetamol 500 mg final")
     assert "RUNNING" in terminal.screen()
     terminal.wait_for("Step 1: Line clearance")
+    terminal.key("C-o")  # the demo codes over the batch screen, for a co-signature
+    terminal.wait_for("Demo accounts and authenticator codes")
+    assert "supervisor" in terminal.screen()
+    terminal.key("Escape")
+    deadline = time.monotonic() + 10
+    while "authenticator codes" in terminal.screen() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "authenticator codes" not in terminal.screen(), "Esc closes the demo codes"
     terminal.key("C-q")
     terminal.wait_for("Close the HMI?")
     terminal.key("F2")

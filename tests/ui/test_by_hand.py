@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from textual.widgets import OptionList
+from textual.widgets import OptionList, Static
 
 from hmi.audit.tables import audit_event
 from hmi.batch.tables import plc_command
@@ -128,3 +128,12 @@ async def test_demo_codes_on_any_screen(kiosk: Kiosk) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is before
+
+
+async def test_quitting_a_throwaway_demo_says_it_is_deleted(kiosk: Kiosk) -> None:
+    app = kiosk.app(quit_warning="This demo site and its batches are deleted when the HMI closes.")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        shown = " ".join(str(w.render()) for w in app.screen.query(Static))
+        assert "You will be logged out." in shown and "are deleted when the HMI closes" in shown
