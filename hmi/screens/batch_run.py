@@ -276,6 +276,9 @@ class BatchRunScreen(HmiScreen):
 
     def _show_current(self) -> None:
         inputs = self.query_one("#step-inputs", Vertical)
+        focused = self.focused
+        if focused is not None and inputs in focused.ancestors:
+            self.set_focus(None)  # or its removal hands the focus on, after the new field's
         inputs.remove_children()
         text = self.query_one("#step-text", Static)
         current = self.current

@@ -165,8 +165,9 @@ async def test_batch_with_deviation_to_qa_release(
         await fill(pilot, {"lot": "IG-2026-0042"})
         await complete(pilot, app, "charge-granulate")
         # 3. manual charge out of tolerance: validated as typed, then a reason is demanded
-        await pilot.pause()
-        assert app.focused is screen.query_one("#in-lot"), "typing goes into the first field"
+        await wait_until(  # typing goes into the step's first field
+            pilot, lambda: app.focused is screen.query_one("#in-lot"), "focus on the lot field"
+        )
         await fill(pilot, {"lot": "MG-2026-117", "quantity": "0.95"})
         assert "OUT OF LIMITS" in text_of(pilot, "#hint-quantity")
         await pilot.press("f3")

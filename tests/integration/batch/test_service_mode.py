@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from hmi.audit.tables import audit_event
 from hmi.auth.errors import PermissionDenied
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import EquipmentInServiceMode
@@ -54,8 +56,14 @@ async def test_enter_commands_and_exit_to_a_safe_state(
     await service.enter(session, "load cell drift suspected", "WO-2026-0815")
     assert service.active and await mode(gateway) == "service"
     await service.calibration_check(session)
-    await service.open_valve(session)
-    assert (await gateway.read("discharge_valve_open")).value is True
+    # accepted by the PLC (a refusal raises); the empty bin's valve closes itself within
+    # milliseconds at the test's time scale, so it is not read back here
+    assert await service.open_valve(session) == ()
+    with site.engine.connect() as conn:
+        done = conn.execute(
+            select(audit_event.c.details).where(audit_event.c.action == "service_mode.command.done")
+        ).all()
+    assert any('"discharge"' in str(d[0]) for d in done)
     await service.close_valve(session)
     await service.jog(session, 2.0)
     with pytest.raises(PlcError):
