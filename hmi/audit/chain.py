@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from hmi import __version__
-from hmi.audit import canonical
+from hmi.audit import binding, canonical
 from hmi.audit.checkpoint import Checkpoint, WitnessError, WitnessFile, make_checkpoint
 from hmi.audit.guards import install_guards
 from hmi.audit.hashing import GENESIS_PREV_HASH, content_bytes, row_hash
@@ -169,6 +169,7 @@ class AuditLog:
         self._local = threading.local()
         self._connections: list[Connection] = []
         install_guards(engine)
+        binding.install_capture(engine)
 
     # -- transactions -------------------------------------------------------------------
 
@@ -178,9 +179,12 @@ class AuditLog:
         try:
             conn = self._connection()
             with conn.begin():
+                binding.discard(conn)
                 yield conn
+                self._bind_remaining(conn)
                 info = conn.info
                 last: RecordedEvent | None = info.pop("hmi_audit_last", None)
+                info.pop("hmi_audit_last_by", None)
                 count: int = info.pop("hmi_audit_count", 0)
         except (DBAPIError, sqlite3.Error) as exc:
             self._local.conn = None
@@ -254,6 +258,9 @@ class AuditLog:
         """Append one event to this terminal's chain inside the caller's transaction."""
         if not conn.in_transaction():
             raise AuditWriteError("audit events are only written inside a transaction")
+        bound = binding.take_bindings(conn)
+        if bound:
+            details = {**(details or {}), binding.DETAILS_KEY: bound}
         raw = conn.connection.driver_connection if self._sqlite else None
         event = self._record(
             conn, raw, action, actor, entity=entity, field=field, old_value=old_value,
@@ -261,8 +268,17 @@ class AuditLog:
         )  # fmt: skip
         info = conn.info
         info["hmi_audit_last"] = event
+        info["hmi_audit_last_by"] = (actor, entity)
         info["hmi_audit_count"] = info.get("hmi_audit_count", 0) + 1
         return event
+
+    def _bind_remaining(self, conn: Connection) -> None:
+        """Rows written after the transaction's last event are bound by a closing event of the
+        same actor about the same thing, so no business row commits without its binding."""
+        if not binding.pending_of(conn).rows:
+            return
+        actor, entity = conn.info.get("hmi_audit_last_by", (SYSTEM, None))
+        self.record(conn, binding.CLOSING_ACTION, actor, entity=entity)
 
     def _record(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from hmi.audit import canonical
+from hmi.audit import binding, canonical
 from hmi.audit.checkpoint import Checkpoint, WitnessFile
 from hmi.audit.keys import KeyFileError, PublicKey, Signer
 from hmi.audit.tables import audit_event
@@ -290,6 +290,8 @@ def verify_database(
         _check_witness_coverage(report, checkpoints, witness)
     if anchors and checkpoints:
         _recheck_witnessed_positions(engine, report, checkpoints, anchors)
+    if terminal is None:
+        check_business_rows(engine, report)
     if report.ok and state is not None:
         new_anchors = dict(anchors)
         for point in checkpoints:
@@ -302,6 +304,18 @@ def verify_database(
         with contextlib.suppress(OSError):  # incremental runs then fall back to a full one
             state.save(new_anchors)
     return report
+
+
+def check_business_rows(engine: Engine, report: VerifyReport) -> None:
+    """Every business row against the event that recorded it, and every such event against
+    its row (see :mod:`hmi.audit.binding`): a deleted, edited or inserted row is reported."""
+    try:
+        with read_only(engine) as conn:
+            problems = binding.check_connection(conn)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(describe_db_error(exc)) from exc
+    for problem in problems:
+        report.add(Kind(problem.kind), problem.terminal, problem.seq, problem.message)
 
 
 @dataclass(frozen=True)

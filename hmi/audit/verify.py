@@ -57,6 +57,10 @@ class Kind(StrEnum):
     BAD_CHECKPOINT = "bad_checkpoint"
     WITNESS = "witness"
     BUNDLE = "bundle"
+    ROW_EDITED = "row_edited"
+    ROW_DELETED = "row_deleted"
+    ROW_INSERTED = "row_inserted"
+    ROW_UNLINKED = "row_unlinked"
 
 
 @dataclass(frozen=True)

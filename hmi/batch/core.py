@@ -28,6 +28,7 @@ from hmi.batch.errors import (
     InvalidReason,
     SignatureProblem,
 )
+from hmi.batch.integrity import ensure_bound
 from hmi.batch.model import (
     ACTIVE_STATUSES,
     BatchInfo,
@@ -252,9 +253,12 @@ class EngineCore:
             return self._values(conn, batch_id)
 
     def record(self, batch_id: str) -> BatchRecord:
-        """The whole electronic batch record, for screens, ``hmi batch show`` and copies."""
+        """The whole electronic batch record, for screens, ``hmi batch show`` and copies.
+
+        Raises :class:`RecordMismatch` if a stored row of it differs from its audit trail."""
         with read_only(self.engine) as conn:
             info = batch_info(self._batch_row(conn, batch_id))
+            ensure_bound(conn, batch_id)
             step_rows = {
                 int(r["step_index"]): r for r in _of_batch(conn, batch_step, batch_id, "step_index")
             }

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, select
 
-from hmi.alarms.tables import alarm as alarm_table
 from hmi.audit import canonical
 from hmi.audit.checkpoint import Checkpoint, WitnessFile
 from hmi.audit.keys import PublicKey
@@ -27,6 +26,7 @@ from hmi.audit.tables import audit_event, audit_key
 from hmi.audit.verify import ROW_FIELDS, Row, VerifyReport, verify_rows
 from hmi.auth.signatures import Signature, manifestation
 from hmi.batch.engine import BatchEngine
+from hmi.batch.integrity import BATCH, STEP, RecordScope, record_rows, scope_of
 from hmi.batch.model import BatchRecord, DeviationInfo, DeviationKind, RecordedValue
 from hmi.clock import from_utc_text, to_utc_text
 from hmi.db import read_only
@@ -53,11 +53,6 @@ _I = {name: index for index, name in enumerate(ROW_FIELDS)}
 LATE_AFTER = timedelta(minutes=30)
 #: The segment is extended to the next witnessed checkpoint only if it is this close.
 CHECKPOINT_REACH = 5000
-
-BATCH = "batch"
-STEP = "batch_step"
-DEVIATION = "batch_deviation"
-ALARM = "alarm"
 
 
 class EbrError(Exception):
@@ -87,6 +82,8 @@ class ChainContext:
 class Assembled:
     record: EbrRecord
     context: ChainContext
+    #: the stored rows the record is built from, by table (checked against their events)
+    rows: dict[str, list[dict[str, Any]]]
 
 
 def _t(moment: datetime | None) -> str | None:
@@ -98,19 +95,6 @@ def _ref(event: tuple[str, int] | None) -> EventRef | None:
 
 
 # -- which events concern the batch ----------------------------------------------------
-
-
-def _concerning(batch_id: str, deviation_ids: Sequence[str], alarm_ids: Sequence[int]) -> Any:
-    t = audit_event.c
-    clauses = [
-        and_(t.entity_type == BATCH, t.entity_id == batch_id),
-        and_(t.entity_type == STEP, t.entity_id.startswith(batch_id + "/")),
-    ]
-    if deviation_ids:
-        clauses.append(and_(t.entity_type == DEVIATION, t.entity_id.in_(list(deviation_ids))))
-    if alarm_ids:
-        clauses.append(and_(t.entity_type == ALARM, t.entity_id.in_([str(a) for a in alarm_ids])))
-    return or_(*clauses)
 
 
 def _segment_rows(conn: Connection, terminal: str, low: int, high: int) -> list[Row]:
@@ -129,9 +113,7 @@ def _segment_rows(conn: Connection, terminal: str, low: int, high: int) -> list[
 
 def chain_context(
     conn: Connection,
-    batch_id: str,
-    deviation_ids: Sequence[str],
-    alarm_ids: Sequence[int],
+    scope: RecordScope,
     witness: WitnessFile | None,
     extra_keys: Iterable[PublicKey] = (),
 ) -> ChainContext:
@@ -139,12 +121,10 @@ def chain_context(
     t = audit_event.c
     related = [
         (str(a), int(b))
-        for a, b in conn.execute(
-            select(t.terminal_id, t.seq).where(_concerning(batch_id, deviation_ids, alarm_ids))
-        )
+        for a, b in conn.execute(select(t.terminal_id, t.seq).where(scope.clause()))
     ]
     if not related:
-        raise EbrError(f"the audit trail holds no event about batch {batch_id}")
+        raise EbrError(f"the audit trail holds no event about batch {scope.batch_id}")
     spans: dict[str, tuple[int, int]] = {}
     for terminal, seq in related:
         low, high = spans.get(terminal, (seq, seq))
@@ -344,28 +324,19 @@ def _values(
     return values, changes
 
 
-def _alarms(conn: Connection, record: BatchRecord) -> list[Alarm]:
-    info = record.info
-    t = alarm_table.c
-    end = _t(info.completed_at or info.aborted_at)
-    during = and_(t.terminal_id == info.terminal_id, t.raised_at >= to_utc_text(info.started_at))
-    if end is not None:
-        during = and_(during, t.raised_at <= end)
-    query = select(alarm_table).where(or_(t.batch_id == info.batch_id, during))
-    out = []
-    for row in conn.execute(query.order_by(t.raised_at, t.alarm_id)).mappings():
-        out.append(
-            Alarm(
-                **{
-                    name: row[name]
-                    for name in Alarm.model_fields
-                    if name not in {"severity", "alarm_id"}
-                },
-                alarm_id=int(row["alarm_id"]),
-                severity=int(row["severity"]),
-            )
+def _alarms(rows: Sequence[dict[str, Any]]) -> list[Alarm]:
+    return [
+        Alarm(
+            **{
+                name: row[name]
+                for name in Alarm.model_fields
+                if name not in {"severity", "alarm_id"}
+            },
+            alarm_id=int(row["alarm_id"]),
+            severity=int(row["severity"]),
         )
-    return out
+        for row in rows
+    ]
 
 
 def verify_context(context: ChainContext) -> VerifyReport:
@@ -426,12 +397,11 @@ def assemble(
     stored = batches.recipes.get(info.recipe_id, info.recipe_version)
     recipe = stored.recipe
     with read_only(batches.engine) as conn:
-        alarms = _alarms(conn, record)
+        stored_rows = record_rows(conn, batch_id)
+        alarms = _alarms(stored_rows.get("alarm", []))
         context = chain_context(
             conn,
-            info.batch_id,
-            [d.deviation_id for d in record.deviations],
-            [a.alarm_id for a in alarms],
+            scope_of(stored_rows),
             witness,
             extra_keys,
         )
@@ -562,4 +532,4 @@ def assemble(
         assembled_at=to_utc_text(batches.clock.now()),
         assembled_by=generated_by,
     )
-    return Assembled(ebr, context)
+    return Assembled(ebr, context, stored_rows)

@@ -16,22 +16,27 @@ Changes after first entry are not stored twice: they are derived from the values
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from hmi.audit import canonical
+from hmi.alarms.tables import alarm as alarm_table
+from hmi.audit import binding, canonical
 from hmi.audit.bundle import BundleContents, read_bundle, write_bundle
 from hmi.audit.keys import PublicKey, Signer
 from hmi.audit.verify import Kind, VerifyReport, collection_paused
 from hmi.auth.roles import Meaning, Role
 from hmi.auth.signatures import RecordRef, Signature, binding_sha256
+from hmi.auth.tables import esignature
+from hmi.batch.integrity import BATCH, RecordScope, index_of
+from hmi.batch.tables import batch as batch_table
+from hmi.batch.tables import batch_step, batch_value, deviation, plc_command
 from hmi.clock import from_utc_text
-from hmi.ebr.assemble import ALARM, BATCH, DEVIATION, STEP, Assembled
+from hmi.ebr.assemble import Assembled
 from hmi.ebr.model import (
     Alarm,
     AuditEvent,
@@ -55,7 +60,26 @@ MANIFEST_TAG = b"HMI-EBR-MANIFEST-v1\x00"
 
 #: Record line types, in the order they are written; the single ones appear exactly once.
 SINGLE = ("ebr.header", "ebr.recipe", "ebr.summary", "ebr.meta", "ebr.audit_trail")
+
+
+class RowLine(BaseModel):
+    """An ``ebr.row`` line: a stored row as its binding covers it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    table: str
+    key: str
+    row: dict[str, Any]
+
+
+#: The tables whose rows a batch bundle carries (the pinned recipe version is checked by its
+#: hash against the event that started the batch instead: its own events predate the copy).
+ROW_TABLES = frozenset(
+    {"batch", "batch_step", "batch_value", "deviation", "batch_signature", "plc_command",
+     "alarm", "esignature"}
+)  # fmt: skip
+
 REPEATED: dict[str, type[Any]] = {
+    "ebr.row": RowLine,
     "ebr.step": Step,
     "ebr.value": Value,
     "ebr.deviation": Deviation,
@@ -71,8 +95,14 @@ def manifest_message(manifest: dict[str, Any]) -> bytes:
     return MANIFEST_TAG + canonical.canonical_bytes(body)
 
 
-def record_lines(record: EbrRecord, signer: Signer) -> list[dict[str, Any]]:
-    """The record as ``ebr.*`` lines, closed by the signed ``ebr.manifest`` (module doc)."""
+def record_lines(
+    record: EbrRecord, signer: Signer, rows: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
+    """The record as ``ebr.*`` lines, closed by the signed ``ebr.manifest`` (module doc).
+
+    ``rows`` are the stored rows the record was built from; each becomes an ``ebr.row`` line
+    (its bound content, :func:`hmi.audit.binding.row_content`), so an offline reader can check
+    them against the row bindings of the events and the printed lines against them."""
     batch_id = record.header.batch_id
     items: list[tuple[str, Any]] = [
         ("ebr.meta", {"assembled_at": record.assembled_at, "assembled_by": record.assembled_by}),
@@ -85,6 +115,9 @@ def record_lines(record: EbrRecord, signer: Signer) -> list[dict[str, Any]]:
     items += [("ebr.signature", plain(s)) for s in record.signatures]
     items += [("ebr.alarm", plain(a)) for a in record.alarms]
     items += [("ebr.plc_command", plain(c)) for c in record.plc_commands]
+    for table, table_rows in sorted((rows or {}).items()):
+        if table in ROW_TABLES:
+            items += [("ebr.row", binding.row_content(table, row)) for row in table_rows]
     items.append(("ebr.audit_trail", [[e.terminal_id, e.seq] for e in record.events]))
     items.append(("ebr.summary", plain(record.summary)))
     lines = [
@@ -136,7 +169,7 @@ def write_batch_bundle(
         keys=keys.values(),
         rows=context.rows,
         checkpoints=context.checkpoints,
-        records=record_lines(record, signer),
+        records=record_lines(record, signer, assembled.rows),
     )
 
 
@@ -422,14 +455,97 @@ def _check_signatures(checker: _Checker, signatures: list[tuple[int, Any, Any]])
             checker.problem(index, line, "differs from the audit event that recorded the signature")
 
 
-def _concerns(event: dict[str, Any], batch_id: str, deviations: set[str], alarms: set[str]) -> bool:
-    kind, entity = event.get("entity_type"), str(event.get("entity_id"))
-    return (
-        (kind == BATCH and entity == batch_id)
-        or (kind == STEP and entity.startswith(batch_id + "/"))
-        or (kind == DEVIATION and entity in deviations)
-        or (kind == ALARM and entity in alarms)
+#: How each printed line type is found among the stored rows: the line's key field, the table
+#: and the row's column for it, and the line fields that are columns under another name.
+_PRINTED: tuple[tuple[str, str, str, str, dict[str, str]], ...] = (
+    ("ebr.header", "batch_id", "batch", "batch_id", {}),
+    ("ebr.step", "index", "batch_step", "step_index", {"index": "step_index"}),
+    ("ebr.value", "value_id", "batch_value", "id", {"value_id": "id"}),
+    ("ebr.deviation", "deviation_id", "deviation", "deviation_id", {}),
+    ("ebr.signature", "signature_id", "esignature", "signature_id", {}),
+    ("ebr.alarm", "alarm_id", "alarm", "alarm_id", {}),
+    ("ebr.plc_command", "command_id", "plc_command", "id", {"command_id": "id"}),
+)
+_COLUMNS: dict[str, frozenset[str]] = {
+    t.name: frozenset(t.c.keys())
+    for t in (batch_table, batch_step, batch_value, deviation, esignature, alarm_table, plc_command)
+}
+
+
+def _same(printed: Any, stored: Any) -> bool:
+    """A printed field against the stored column it comes from (as its binding covers it)."""
+    if isinstance(printed, bool):
+        return bool(stored == int(printed))
+    if printed is None or stored is None:
+        return printed is None and stored is None
+    if isinstance(printed, list | dict) or (isinstance(printed, str) and printed != stored):
+        try:
+            left = printed if not isinstance(printed, str) else orjson.loads(printed)
+            return isinstance(stored, str) and bool(left == orjson.loads(stored))
+        except ValueError:
+            return False
+    return bool(printed == stored)
+
+
+def _check_rows(
+    checker: _Checker,
+    singles: dict[str, tuple[int, dict[str, Any], Any]],
+    repeated: dict[str, list[tuple[int, Any, Any]]],
+    batch_id: str,
+    related: Iterable[dict[str, Any]],
+) -> None:
+    """The stored rows the copy carries against the row bindings of its events (edited,
+    deleted or inserted rows), and every printed line against the row it was printed from."""
+    stored: dict[tuple[str, str], str] = {}
+    by_table: dict[str, dict[str, tuple[int, dict[str, Any], dict[str, Any]]]] = {}
+    for index, line, item in repeated["ebr.row"]:
+        if item.table not in ROW_TABLES or item.key != str(
+            item.row.get(binding.BOUND_TABLES[item.table])
+        ):
+            checker.problem(index, line, "is not a row of the batch record")
+            continue
+        content = {"key": item.key, "row": item.row, "table": item.table}
+        stored[(item.table, item.key)] = hashlib.sha256(
+            binding.ROW_TAG + canonical.canonical_bytes(content)
+        ).hexdigest()
+        by_table.setdefault(item.table, {})[item.key] = (index, line, item.row)
+    index_, unreadable = index_of(
+        (str(e.get("terminal_id")), int(e.get("seq") or 0), str(e.get("details"))) for e in related
     )
+    for problem in [*unreadable, *index_.compare(stored, tables=sorted(ROW_TABLES))]:
+        checker.report.add(Kind(problem.kind), problem.terminal, problem.seq, problem.message)
+    printed_rows: set[tuple[str, str]] = set()
+    for kind, line_key, table, row_key, renames in _PRINTED:
+        lines = [singles[kind]] if kind in singles else repeated.get(kind, [])
+        rows = by_table.get(table, {})
+        lookup = {str(r.get(row_key)): (k, r) for k, (_i, _l, r) in rows.items()}
+        for index, line, _item in lines:
+            raw_data = line.get("data")
+            data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+            found = lookup.get(str(data.get(line_key)))
+            if found is None:
+                if kind != "ebr.step" or data.get("status") != "pending":
+                    checker.problem(index, line, "no stored row of the batch backs this line")
+                continue
+            key, row = found
+            printed_rows.add((table, key))
+            for field, value in data.items():
+                column = renames.get(field, field)
+                if column in _COLUMNS[table] and not _same(value, row.get(column)):
+                    checker.problem(
+                        index, line, f"{field} differs from the stored {table} row {key}"
+                    )
+                    break
+    signed = {
+        str(r.get("signature_id")) for _i, _l, r in by_table.get("batch_signature", {}).values()
+    }
+    for table, rows in by_table.items():
+        for key, (index, line, row) in rows.items():
+            if table == "batch_signature" or (table, key) in printed_rows:
+                continue
+            if table == "esignature" and str(row.get("signature_id")) not in signed:
+                continue
+            checker.problem(index, line, f"the stored {table} row {key} is left out of the record")
 
 
 def _verify_record(
@@ -487,8 +603,16 @@ def _verify_record(
             checker.problem(None, None, f"value {value.value_id} corrects a value not in the copy")
     _check_deviations(checker, repeated["ebr.deviation"], batch_id)
     _check_signatures(checker, repeated["ebr.signature"])
-    deviation_ids = {d.deviation_id for _i, _l, d in repeated["ebr.deviation"]}
-    alarm_ids = {str(a.alarm_id) for _i, _l, a in repeated["ebr.alarm"]}
+    about = RecordScope.of(
+        batch_id,
+        (d.deviation_id for _i, _l, d in repeated["ebr.deviation"]),
+        (a.alarm_id for _i, _l, a in repeated["ebr.alarm"]),
+        (c.command_id for _i, _l, c in repeated["ebr.plc_command"]),
+    )
+    related = [
+        e for e in checker.events.values() if about.covers(e.get("entity_type"), e.get("entity_id"))
+    ]
+    _check_rows(checker, singles, repeated, batch_id, related)
     listed = {(r.terminal_id, r.seq) for r in refs}
     index, line, _ = singles["ebr.audit_trail"]
     missing_refs = [f"{t}:{s}" for t, s in sorted(listed) if (t, s) not in checker.events]
@@ -499,7 +623,7 @@ def _verify_record(
     unlisted = [
         f"{key[0]}:{key[1]}"
         for key, event in checker.events.items()
-        if _concerns(event, batch_id, deviation_ids, alarm_ids) and key not in listed
+        if about.covers(event.get("entity_type"), event.get("entity_id")) and key not in listed
     ]
     if unlisted:
         checker.problem(

@@ -1,0 +1,493 @@
+"""Business rows bound to the signed trail, both ways.
+
+Every row of a table a record is printed from (batches, steps, values, deviations, signatures,
+PLC commands, alarms, recipe versions, accounts, training...) is bound to the audit event that
+created or changed it: the event's ``details`` carry ``bound_rows``, a list of
+``[table, key, previous digest, new digest]`` for every such row the transaction wrote before the
+event. The digests chain per row (the first binding has no previous digest), so a verifier can
+follow each row's history across terminals without relying on clocks, and compare the last
+digest with the row as it is stored now. See ``docs/audit-format.md`` §7.
+
+Capturing is automatic: :func:`install_capture` listens to every INSERT, UPDATE and DELETE the
+engine runs on a bound table and notes the row's key (and, for an update or delete, its digest
+before the change) on the connection; :class:`hmi.audit.chain.AuditLog` turns the notes into
+bindings on the next event of the same transaction, or on a closing ``audit.rows.bound`` event
+when rows were written after the last one. A transaction that writes a bound row without going
+through the audit log is refused at commit: no business row can change without its event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Delete, Engine, Insert, Update, event, inspect, select, text
+
+from hmi.audit import canonical
+
+ROW_TAG = b"HMI-AUDIT-ROW-v1\x00"
+DETAILS_KEY = "bound_rows"
+CLOSING_ACTION = "audit.rows.bound"
+BASELINE_ACTION = "audit.rows.baselined"
+
+#: Every bound table and its primary key column: the one list, used by capture and verify.
+BOUND_TABLES: dict[str, str] = {
+    "alarm": "alarm_id",
+    "audit_review": "id",
+    "auth_alert": "alert_id",
+    "auth_password_history": "id",
+    "auth_signature_statement": "user_id",
+    "auth_totp": "enrolment_id",
+    "auth_user": "user_id",
+    "batch": "batch_id",
+    "batch_signature": "id",
+    "batch_step": "id",
+    "batch_value": "id",
+    "deviation": "deviation_id",
+    "esignature": "signature_id",
+    "plc_command": "id",
+    "recipe_version": "id",
+    "user_training": "id",
+}
+
+_PENDING = "hmi_bind_pending"
+_RAW_WRITE = re.compile(
+    r"^\s*(?:insert\s+(?:or\s+\w+\s+)?into|update|delete\s+from|replace\s+into)\s+[\"`\[]?(\w+)",
+    re.IGNORECASE,
+)
+
+
+class UnboundWrite(Exception):
+    """A bound table was written outside the audit log's transaction, or in a way that cannot
+    be bound (a raw SQL write, a bulk insert without keys)."""
+
+
+def _value(value: Any) -> canonical.JsonValue:
+    """A stored column value as canonical JSON: text and integers as themselves; anything a
+    database could hand back otherwise is tagged, so a changed storage type changes the digest."""
+    if value is None or type(value) is str:
+        return value
+    if type(value) is int:
+        if -canonical.MAX_SAFE_INTEGER <= value <= canonical.MAX_SAFE_INTEGER:
+            return value
+        return f"int:{value}"
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return f"float:{value!r}"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"bytes:{bytes(value).hex()}"
+    return f"{type(value).__name__}:{value}"
+
+
+def row_content(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a row digest covers: the table, the key and every column that is not null."""
+    key = BOUND_TABLES[table]
+    return {
+        "key": str(row[key]),
+        "row": {str(name): _value(v) for name, v in row.items() if v is not None},
+        "table": table,
+    }
+
+
+def row_digest(table: str, row: Mapping[str, Any]) -> str:
+    """SHA-256 over ``ROW_TAG`` and the canonical JSON of :func:`row_content`, as hex."""
+    body = canonical.canonical_bytes(row_content(table, row))
+    return hashlib.sha256(ROW_TAG + body).hexdigest()
+
+
+# -- capture ------------------------------------------------------------------------------
+
+
+@dataclass
+class Pending:
+    """Rows a transaction wrote that no event has bound yet: key → digest before the change."""
+
+    rows: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    through_audit: bool = False
+
+    def note(self, table: str, key: str, before: str | None) -> None:
+        self.rows.setdefault((table, key), before)
+
+
+def pending_of(conn: Connection) -> Pending:
+    found = conn.info.get(_PENDING)
+    if found is None:
+        found = Pending()
+        conn.info[_PENDING] = found
+    return found
+
+
+def discard(conn: Connection) -> None:
+    conn.info.pop(_PENDING, None)
+
+
+def _bound_table(clause: Any) -> str | None:
+    if isinstance(clause, Insert | Update | Delete):
+        name = getattr(clause.table, "name", None)
+        if name in BOUND_TABLES:
+            return str(name)
+    return None
+
+
+def _rows_where(conn: Connection, clause: Update | Delete) -> list[dict[str, Any]]:
+    table = clause.table
+    query = select(table)
+    if clause.whereclause is not None:
+        query = query.where(clause.whereclause)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _before_execute(
+    conn: Connection, clause: Any, multiparams: Any, params: Any, _options: Any
+) -> None:
+    name = _bound_table(clause)
+    if name is None or isinstance(clause, Insert):
+        return
+    pending = pending_of(conn)
+    for row in _rows_where(conn, clause):
+        pending.note(name, str(row[BOUND_TABLES[name]]), row_digest(name, row))
+
+
+def _after_execute(
+    conn: Connection, clause: Any, multiparams: Any, params: Any, _options: Any, result: Any
+) -> None:
+    name = _bound_table(clause)
+    if name is None or not isinstance(clause, Insert):
+        return
+    key_column = BOUND_TABLES[name]
+    pending = pending_of(conn)
+    many = [p for p in (multiparams or []) if isinstance(p, Mapping)]
+    if len(many) > 1:
+        for item in many:
+            if key_column not in item:
+                raise UnboundWrite(f"a bulk insert into {name} must give each row's {key_column}")
+            pending.note(name, str(item[key_column]), None)
+        return
+    inserted = result.inserted_primary_key
+    if inserted is None or inserted[0] is None:
+        raise UnboundWrite(f"the key of the row inserted into {name} is not known")
+    pending.note(name, str(inserted[0]), None)
+
+
+def _refuse_raw_write(
+    _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+) -> None:
+    match = _RAW_WRITE.match(statement)
+    if match is None or match.group(1).lower() not in BOUND_TABLES:
+        return
+    compiled = getattr(context, "compiled", None)
+    if compiled is not None and _bound_table(getattr(compiled, "statement", None)):
+        return  # a Core statement: captured by the execute hooks
+    raise UnboundWrite(f"{match.group(1)} is bound to the audit trail: raw SQL writes are refused")
+
+
+def _on_commit(conn: Connection) -> None:
+    pending: Pending | None = conn.info.get(_PENDING)
+    if pending is None:
+        return
+    discard(conn)
+    if pending.rows and not pending.through_audit:
+        tables = sorted({t for t, _k in pending.rows})
+        raise UnboundWrite(
+            f"rows of {', '.join(tables)} were written without an audit event: not committed"
+        )
+
+
+def _on_rollback(conn: Connection) -> None:
+    discard(conn)
+
+
+def install_capture(engine: Engine) -> None:
+    """Note every write to a bound table on the connection that makes it (see module doc)."""
+    if getattr(engine, "_hmi_binding", False):
+        return
+    event.listen(engine, "before_execute", _before_execute)
+    event.listen(engine, "after_execute", _after_execute)
+    event.listen(engine, "before_cursor_execute", _refuse_raw_write)
+    event.listen(engine, "commit", _on_commit)
+    event.listen(engine, "rollback", _on_rollback)
+    engine._hmi_binding = True  # type: ignore[attr-defined]
+
+
+def select_row(conn: Connection, table: str, key: str) -> dict[str, Any] | None:
+    column = BOUND_TABLES[table]
+    found = (
+        conn.execute(text(f"SELECT * FROM {table} WHERE {column} = :k"), {"k": key})
+        .mappings()
+        .first()
+    )
+    if found is None and key.lstrip("-").isdigit():
+        found = (
+            conn.execute(text(f"SELECT * FROM {table} WHERE {column} = :k"), {"k": int(key)})
+            .mappings()
+            .first()
+        )
+    return None if found is None else dict(found)
+
+
+def take_bindings(conn: Connection) -> list[list[str | None]]:
+    """The bindings of every row written since the last event of this transaction."""
+    pending = pending_of(conn)
+    pending.through_audit = True
+    if not pending.rows:
+        return []
+    out: list[list[str | None]] = []
+    for (table, key), before in pending.rows.items():
+        row = select_row(conn, table, key)
+        after = None if row is None else row_digest(table, row)
+        if after != before:
+            out.append([table, key, before, after])
+    pending.rows.clear()
+    return out
+
+
+def baseline(conn: Connection, batch_size: int = 500) -> Iterator[list[list[str | None]]]:
+    """Bindings for every stored row of every bound table, in chunks (an upgrade's baseline)."""
+    chunk: list[list[str | None]] = []
+    for table, key_column in sorted(BOUND_TABLES.items()):
+        for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY {key_column}")).mappings():
+            item = dict(row)
+            chunk.append([table, str(item[key_column]), None, row_digest(table, item)])
+            if len(chunk) >= batch_size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+# -- verification -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Binding:
+    table: str
+    key: str
+    before: str | None
+    after: str | None
+    terminal: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A business row that does not match its trail: ``kind`` is one of ``row_edited``,
+    ``row_deleted``, ``row_inserted``, ``row_unlinked``."""
+
+    kind: str
+    table: str
+    key: str
+    terminal: str | None
+    seq: int | None
+    message: str
+
+
+def bindings_of(terminal: str, seq: int, details: Mapping[str, Any]) -> list[Binding]:
+    """The well-formed bindings an event's details carry (a malformed list raises ValueError)."""
+    items = details.get(DETAILS_KEY)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValueError(f"{DETAILS_KEY} is not a list")
+    out = []
+    for item in items:
+        if (
+            not isinstance(item, list)
+            or len(item) != 4
+            or item[0] not in BOUND_TABLES
+            or not isinstance(item[1], str)
+            or not all(d is None or (isinstance(d, str) and len(d) == 64) for d in item[2:])
+        ):
+            raise ValueError(f"malformed {DETAILS_KEY} entry {item!r}")
+        out.append(Binding(item[0], item[1], item[2], item[3], terminal, seq))
+    return out
+
+
+def _where(binding: Binding) -> str:
+    return f"{binding.terminal}:{binding.seq}"
+
+
+class RowIndex:
+    """The bindings of a trail, per row, and the comparison with stored rows."""
+
+    def __init__(self) -> None:
+        self.by_row: dict[tuple[str, str], list[Binding]] = {}
+
+    def add(self, bindings: Iterable[Binding]) -> None:
+        for binding in bindings:
+            self.by_row.setdefault((binding.table, binding.key), []).append(binding)
+
+    def tip(self, table: str, key: str) -> tuple[Binding | None, list[RowProblem]]:
+        """The last binding of a row, following the digest links, and any break in them.
+
+        The walk starts at the binding with no previous digest (the insert) and follows each
+        new digest to the binding that changed it next. A binding whose previous digest no
+        earlier binding produced means the row was changed outside the product before that
+        event; the walk reports it and goes on from there, so the tip is still the latest."""
+        history = self.by_row.get((table, key))
+        if not history:
+            return None, []
+        problems: list[RowProblem] = []
+        following: dict[str | None, list[Binding]] = {}
+        for binding in history:
+            following.setdefault(binding.before, []).append(binding)
+        seen: set[int] = set()
+        last: Binding | None = None
+        current: str | None = None
+        while len(seen) < len(history):
+            nexts = [b for b in following.get(current, []) if id(b) not in seen]
+            if not nexts:
+                produced = {b.after for b in history if id(b) not in seen}
+                rest = [b for b in history if id(b) not in seen]
+                start = next((b for b in rest if b.before not in produced), rest[0])
+                problems.append(
+                    RowProblem(
+                        "row_unlinked",
+                        table,
+                        key,
+                        start.terminal,
+                        start.seq,
+                        f"{table} row {key}: event {_where(start)} changed a version of the row"
+                        " that no earlier event recorded (the row was changed outside the"
+                        " product before it, or an earlier event is missing)",
+                    )
+                )
+                nexts = [start]
+            elif len(nexts) > 1:
+                where = ", ".join(_where(b) for b in nexts)
+                problems.append(
+                    RowProblem(
+                        "row_unlinked",
+                        table,
+                        key,
+                        nexts[1].terminal,
+                        nexts[1].seq,
+                        f"{table} row {key}: events {where} each change the same version of"
+                        " the row",
+                    )
+                )
+            last = nexts[0]
+            seen.add(id(last))
+            current = last.after
+        return last, problems
+
+    def compare(
+        self, stored: Mapping[tuple[str, str], str], tables: Sequence[str] | None = None
+    ) -> list[RowProblem]:
+        """Every stored row against its last binding, and every bound row against storage.
+
+        ``stored`` maps (table, key) to the digest of the row as stored now; ``tables`` limits
+        the check to those tables (all bound tables by default)."""
+        wanted = set(BOUND_TABLES if tables is None else tables)
+        problems: list[RowProblem] = []
+        for (table, key), digest in stored.items():
+            if table not in wanted:
+                continue
+            last, broken = self.tip(table, key)
+            problems.extend(broken)
+            if last is None:
+                problems.append(
+                    RowProblem(
+                        "row_inserted",
+                        table,
+                        key,
+                        None,
+                        None,
+                        f"{table} row {key} is in the database but no audit event recorded it"
+                        " (inserted outside the product)",
+                    )
+                )
+            elif last.after is None:
+                problems.append(
+                    RowProblem(
+                        "row_inserted",
+                        table,
+                        key,
+                        last.terminal,
+                        last.seq,
+                        f"{table} row {key} is in the database, but event {_where(last)}"
+                        " recorded its removal",
+                    )
+                )
+            elif last.after != digest:
+                problems.append(
+                    RowProblem(
+                        "row_edited",
+                        table,
+                        key,
+                        last.terminal,
+                        last.seq,
+                        f"{table} row {key} differs from what event {_where(last)} recorded"
+                        " (edited outside the product)",
+                    )
+                )
+        for table, key in self.by_row:
+            if table not in wanted or (table, key) in stored:
+                continue
+            last, broken = self.tip(table, key)
+            problems.extend(broken)
+            if last is not None and last.after is not None:
+                problems.append(
+                    RowProblem(
+                        "row_deleted",
+                        table,
+                        key,
+                        last.terminal,
+                        last.seq,
+                        f"{table} row {key}, recorded by event {_where(last)}, is missing from"
+                        " the database (deleted outside the product)",
+                    )
+                )
+        return problems
+
+
+def stored_digests(
+    conn: Connection, tables: Iterable[str] | None = None
+) -> dict[tuple[str, str], str]:
+    """The digest of every stored row of the bound tables (all of them by default)."""
+    out: dict[tuple[str, str], str] = {}
+    present = set(inspect(conn).get_table_names())
+    for table in sorted(BOUND_TABLES if tables is None else tables):
+        if table not in present:
+            continue
+        key_column = BOUND_TABLES[table]
+        for row in conn.execute(text(f"SELECT * FROM {table}")).mappings():
+            item = dict(row)
+            out[(table, str(item[key_column]))] = row_digest(table, item)
+    return out
+
+
+def check_connection(conn: Connection, tables: Sequence[str] | None = None) -> list[RowProblem]:
+    """Every business row of the database against the bindings of every event in it."""
+    index = RowIndex()
+    problems: list[RowProblem] = []
+    found = conn.execute(
+        text(
+            "SELECT terminal_id, seq, details FROM audit_event WHERE details LIKE :p"
+            " ORDER BY terminal_id, seq"
+        ),
+        {"p": f'%"{DETAILS_KEY}":%'},
+    )
+    for terminal, seq, details in found:
+        try:
+            parsed = json.loads(details)
+            index.add(
+                bindings_of(str(terminal), int(seq), parsed if isinstance(parsed, dict) else {})
+            )
+        except ValueError as exc:
+            problems.append(
+                RowProblem(
+                    "row_unlinked",
+                    "audit_event",
+                    f"{terminal}:{seq}",
+                    str(terminal),
+                    int(seq),
+                    f"event {terminal}:{seq} carries unreadable row bindings ({exc})",
+                )
+            )
+    problems.extend(index.compare(stored_digests(conn, tables), tables))
+    return problems
