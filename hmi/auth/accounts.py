@@ -3,16 +3,24 @@
 A user ID is unique forever: IDs are compared case-insensitively (stored in lower case), an
 account is disabled and never deleted (the database refuses DELETE), and a disabled ID can
 never be created again.
+
+What someone typed as a user ID is stored (in the audit trail or any other row) only when it is
+an account's ID; anything else may be a password typed into the wrong field, so it is stored as
+a keyed digest and its length (:meth:`UserStore.audit_subject`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from hmi.auth.errors import InvalidUserInput
@@ -24,6 +32,9 @@ from hmi.db import read_only
 USER_ID_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 RESERVED_USER_IDS = frozenset({"system", "root", "unknown", "nobody", "anonymous"})
 MAX_TYPED_ID = 64
+TYPED_ID_DIGEST_PREFIX = "uid-hmac:"
+_TYPED_ID_INFO = b"hmi/typed-user-id/v1"
+_TYPED_ID_HEX = 16
 
 
 class UserStatus(StrEnum):
@@ -48,16 +59,24 @@ def normalise_user_id(text: str) -> str:
     return candidate
 
 
-def typed_id_for_audit(text: str) -> str:
-    """How a typed (possibly unknown) user ID appears in the audit trail.
+def typed_id_key(site_key: bytes) -> bytes:
+    """The key of typed-ID digests, derived (HKDF-SHA256) from the site key (``keys/site.key``)
+    and used for nothing else."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_TYPED_ID_INFO).derive(
+        site_key
+    )
 
-    Something that cannot be a user ID is not copied (people type passwords into the ID field):
-    only its length is kept.
+
+def typed_id_digest(key: bytes, text: str) -> str:
+    """``uid-hmac:<16 hex>:len<N>``: HMAC-SHA256 of the typed text (NFKC, trimmed, lower case,
+    as user IDs are compared) under :func:`typed_id_key`, truncated, and the text's length.
+
+    The same text typed twice gives the same digest, so repeated attempts can be correlated;
+    without the site key nothing about the text can be learnt from it but its length.
     """
-    try:
-        return normalise_user_id(text[: MAX_TYPED_ID + 1])
-    except InvalidUserInput:
-        return f"<not a user ID: {len(text)} characters>"
+    folded = unicodedata.normalize("NFKC", text).strip().lower()
+    mac = hmac.new(key, folded.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return f"{TYPED_ID_DIGEST_PREFIX}{mac[:_TYPED_ID_HEX]}:len{len(folded)}"
 
 
 def normalise_full_name(text: str) -> str:
@@ -184,10 +203,42 @@ def _enrolment(row: dict[str, object]) -> TotpEnrolment:
 
 
 class UserStore:
-    """Reads and low-level writes of account rows; callers own the transaction and the audit."""
+    """Reads and low-level writes of account rows; callers own the transaction and the audit.
 
-    def __init__(self, engine: Engine) -> None:
+    ``typed_id_key`` (from :func:`typed_id_key`) keys the digests of typed IDs that are not
+    accounts (:meth:`audit_subject`).
+    """
+
+    def __init__(self, engine: Engine, *, typed_id_key: bytes) -> None:
         self.engine = engine
+        self._typed_id_key = typed_id_key
+
+    # -- what a typed user ID becomes in a record ------------------------------------------
+
+    def audit_subject(self, typed: str, conn: Connection | None = None) -> str:
+        """How a typed user ID is stored in the audit trail and in any other row.
+
+        The ID of an account that exists (or existed: IDs are never reused) is stored as it
+        is. Anything else (an unknown or mistyped ID, a password typed into the ID field) is
+        never stored as text, only as :func:`typed_id_digest`. Every place that records what
+        someone typed as a user ID goes through here. ``conn`` reads inside the caller's
+        transaction.
+        """
+        uid: str | None = None
+        if len(typed) <= MAX_TYPED_ID:
+            try:
+                uid = normalise_user_id(typed)
+            except InvalidUserInput:
+                uid = None
+        if uid is not None:
+            if conn is not None:
+                found = self.exists(conn, uid)
+            else:
+                with read_only(self.engine) as reading:
+                    found = self.exists(reading, uid)
+            if found:
+                return uid
+        return typed_id_digest(self._typed_id_key, typed)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Checking who someone is: user ID, password and TOTP, with every failure recorded.
 
 One verifier serves login, kiosk unlock, e-signatures and co-signatures, so they share the same
-rules: unknown IDs cost the same time as known ones, the typed secret is never recorded, every
-failure is an audit event, consecutive guessed secrets lock the account (threshold from
+rules: unknown IDs cost the same time as known ones, the typed secret is never recorded (nor a
+typed ID that is not an account: see :meth:`UserStore.audit_subject`), every failure is an
+audit event, consecutive guessed secrets lock the account (threshold from
 ``[password] lockout_threshold``) and raise a security alert.
 
 The argon2 work happens outside any database transaction (:meth:`CredentialVerifier.check`);
@@ -29,7 +30,6 @@ from hmi.auth.accounts import (
     UserStatus,
     UserStore,
     normalise_user_id,
-    typed_id_for_audit,
 )
 from hmi.auth.alerts import AlertKind, raise_alert
 from hmi.auth.errors import AuthenticationFailed, FailureReason, InvalidUserInput
@@ -129,33 +129,26 @@ class CredentialVerifier:
         """
         extra = dict(details or {})
 
-        def fail(
-            reason: FailureReason, user: UserRecord | None = None, typed: str | None = None
-        ) -> NoReturn:
+        def fail(reason: FailureReason, user: UserRecord | None = None) -> NoReturn:
             self.fail(
-                reason,
-                purpose=purpose,
-                actor=actor,
-                user=user,
-                typed_id=typed if typed is not None else (user.user_id if user else user_id),
-                details=extra,
+                reason, purpose=purpose, actor=actor, user=user, typed_id=user_id, details=extra
             )
 
         if len(user_id) > MAX_TYPED_ID:
             self.hasher.burn("")
-            fail(FailureReason.INVALID_INPUT, typed=typed_id_for_audit(user_id))
+            fail(FailureReason.INVALID_INPUT)
         try:
             uid = normalise_user_id(user_id)
         except InvalidUserInput:
             self.hasher.burn("")
-            fail(FailureReason.INVALID_INPUT, typed=typed_id_for_audit(user_id))
+            fail(FailureReason.INVALID_INPUT)
         if expect_user is not None and uid != expect_user:
-            fail(FailureReason.WRONG_USER, typed=uid)
+            fail(FailureReason.WRONG_USER)
         user = self.store.load(uid)
         too_long = len(normalise_password(password)) > self.settings.max_length
         if user is None:
             self.hasher.burn("" if too_long else password)
-            fail(FailureReason.UNKNOWN_USER, typed=uid)
+            fail(FailureReason.UNKNOWN_USER)
         if user.status is UserStatus.DISABLED:
             fail(FailureReason.ACCOUNT_DISABLED, user)
         if user.status is UserStatus.LOCKED:
@@ -286,10 +279,15 @@ class CredentialVerifier:
         typed_id: str,
         details: Mapping[str, Any] | None = None,
     ) -> NoReturn:
-        """Record a refused attempt (and a lockout it causes), then raise it."""
+        """Record a refused attempt (and a lockout it causes), then raise it.
+
+        ``typed_id`` is what was typed as the user ID: recorded as the account's ID when
+        ``user`` is known or it names an account, else only as a keyed digest.
+        """
         now = self.clock.now()
         locked_now = False
         with self.audit.transaction() as conn:
+            subject = user.user_id if user else self.store.audit_subject(typed_id, conn)
             failures: int | None = None
             if user is not None and reason.counts_towards_lockout:
                 conn.execute(
@@ -311,7 +309,7 @@ class CredentialVerifier:
                 conn,
                 FAILURE_ACTIONS[purpose],
                 actor,
-                entity=("user", typed_id),
+                entity=("user", subject),
                 details={
                     **dict(details or {}),
                     "failure": reason.value,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from hmi.audit.chain import AuditLog
-from hmi.auth.accounts import UserStore
+from hmi.auth.accounts import UserStore, typed_id_key
 from hmi.auth.alerts import AlertService
 from hmi.auth.credentials import CredentialVerifier
 from hmi.auth.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
@@ -46,12 +46,13 @@ def build_auth_services(
 ) -> AuthServices:
     """Build the services; ``argon2`` overrides the site's cost parameters (tests only)."""
     hasher = PasswordHasher(argon2 or Argon2Parameters.from_settings(settings.password))
-    cipher = TotpCipher(site_key if site_key is not None else load_site_key(settings.site_key_path))
+    key = site_key if site_key is not None else load_site_key(settings.site_key_path)
+    cipher = TotpCipher(key)
     policy = PasswordPolicy(
         settings.password,
         context=(settings.site.site_name, settings.site.line_name, settings.site.terminal_id),
     )
-    store = UserStore(engine)
+    store = UserStore(engine, typed_id_key=typed_id_key(key))
     credentials = CredentialVerifier(
         engine=engine,
         audit=audit,

@@ -36,7 +36,6 @@ from hmi.auth.accounts import (
     UserStatus,
     UserStore,
     normalise_user_id,
-    typed_id_for_audit,
 )
 from hmi.auth.credentials import (
     COMPONENT_PASSWORD,
@@ -408,17 +407,16 @@ class SignatureService:
         request_id = request.signature_id if isinstance(request, Signature) else request
         context: dict[str, Any] = {"request_signature_id": request_id, "meaning": wanted.value}
         self._usable(session, refusal_action="esignature.cosign.refused", details=context)
-        typed = typed_id_for_audit(cosigner_id)
         found = self._load(request_id)
         if found is None:
             self._refuse(
-                session.actor, "esignature.cosign.refused", typed, "unknown_request", context
+                session.actor, "esignature.cosign.refused", cosigner_id, "unknown_request", context
             )
             raise SignatureRefused(SignatureRefusal.UNKNOWN_REQUEST)
         context.update(record_type=found.record.type, record_id=found.record.id)
         if not self.check(found, found.record).valid:
             self._refuse(
-                session.actor, "esignature.cosign.refused", typed, "invalid_request", context
+                session.actor, "esignature.cosign.refused", cosigner_id, "invalid_request", context
             )
             raise SignatureRefused(SignatureRefusal.INVALID_REQUEST)
         try:
@@ -498,14 +496,16 @@ class SignatureService:
         self,
         actor: Actor,
         action: str,
-        subject: str,
+        typed: str,
         failure: str,
         details: Mapping[str, Any] | None,
     ) -> None:
+        """Record a refusal about ``typed`` (a user ID as given: see
+        :meth:`UserStore.audit_subject`)."""
         self.audit.record_now(
             action,
             actor,
-            entity=("user", subject),
+            entity=("user", self.store.audit_subject(typed)),
             details={**dict(details or {}), "failure": failure},
         )
 

@@ -65,9 +65,11 @@ class TrainingService:
         withdraw: bool = False,
     ) -> TrainingRecord:
         """Record (or withdraw) a person's training on a recipe, all versions or one."""
-        user_id = normalise_user_id(user_id)
+        typed, user_id = user_id, normalise_user_id(user_id)
         entity = ("user", user_id)
-        actor = self.sessions.authorize(session, "training.record", entity=entity)
+        actor = self.sessions.authorize(
+            session, "training.record", entity=("user", self.store.audit_subject(typed))
+        )
         recipe_id = recipe_id.strip()
         if not recipe_id or len(recipe_id) > RECIPE_ID_MAX:
             raise InvalidUserInput(f"recipe ID must be 1-{RECIPE_ID_MAX} characters")

@@ -27,7 +27,6 @@ from hmi.auth.accounts import (
     normalise_user_id,
     parse_roles,
     roles_text,
-    typed_id_for_audit,
 )
 from hmi.auth.alerts import AlertKind, resolve_alerts
 from hmi.auth.errors import (
@@ -153,7 +152,9 @@ class UserService:
 
     def get(self, session: Session, user_id: str) -> UserRecord:
         uid = normalise_user_id(user_id)
-        self.sessions.authorize(session, "user.review", entity=("user", uid))
+        self.sessions.authorize(
+            session, "user.review", entity=("user", self.store.audit_subject(user_id))
+        )
         user = self.store.load(uid)
         if user is None:
             raise UnknownUser(f"there is no user {uid}")
@@ -313,9 +314,11 @@ class UserService:
         temporary: bool = True,
     ) -> UserRecord:
         """Create an account with a (by default temporary) password; blocking: hashes it."""
-        typed = typed_id_for_audit(user_id)
         actor = self.sessions.authorize(
-            session, "user.manage", entity=("user", typed), details={"operation": "create"}
+            session,
+            "user.manage",
+            entity=("user", self.store.audit_subject(user_id)),
+            details={"operation": "create"},
         )
         try:
             uid = normalise_user_id(user_id)
@@ -335,7 +338,7 @@ class UserService:
                 password, user_id=uid, full_name=name, with_totp=roles_require_totp(chosen)
             )
         except (InvalidUserInput, UserIdUnavailable, PasswordRejected) as exc:
-            self._refused(actor, "create", typed, exc)
+            self._refused(actor, "create", user_id, exc)
         password_hash = self.hasher.hash(password)
         now = self.clock.now()
         try:
@@ -663,9 +666,11 @@ class UserService:
     def _prepare(
         self, session: Session, user_id: str, reason: str, operation: str
     ) -> tuple[str, Actor, str, UserRecord]:
-        typed = typed_id_for_audit(user_id)
         actor = self.sessions.authorize(
-            session, "user.manage", entity=("user", typed), details={"operation": operation}
+            session,
+            "user.manage",
+            entity=("user", self.store.audit_subject(user_id)),
+            details={"operation": operation},
         )
         try:
             uid = normalise_user_id(user_id)
@@ -674,15 +679,22 @@ class UserService:
             if user is None:
                 raise UnknownUser(f"there is no user {uid}")
         except (InvalidUserInput, UnknownUser) as exc:
-            self._refused(actor, operation, typed, exc)
+            self._refused(actor, operation, user_id, exc)
         return uid, actor, why, user
 
-    def _refused(self, actor: Actor, operation: str, user_id: str, exc: AuthError) -> NoReturn:
-        problems = exc.problems if isinstance(exc, PasswordRejected) else [str(exc)]
+    def _refused(self, actor: Actor, operation: str, typed: str, exc: AuthError) -> NoReturn:
+        """Record a refused change about the user ID ``typed`` (as given: an ID that is not an
+        account is recorded only as a digest, and so is the sentence that would name it)."""
+        if isinstance(exc, PasswordRejected):
+            problems = exc.problems
+        elif isinstance(exc, UnknownUser):
+            problems = ["there is no account with this user ID"]
+        else:
+            problems = [str(exc)]
         self.audit.record_now(
             "user.change.refused",
             actor,
-            entity=("user", user_id),
+            entity=("user", self.store.audit_subject(typed)),
             details={"operation": operation, "problems": problems, "error": type(exc).__name__},
         )
         raise exc

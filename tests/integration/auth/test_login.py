@@ -74,11 +74,30 @@ def test_unknown_user_is_recorded_without_the_typed_secret(cast: World) -> None:
     assert error.reason is FailureReason.UNKNOWN_USER
     assert error.reason.message == FailureReason.WRONG_PASSWORD.message  # no user enumeration
     (event,) = cast.trail.expect("auth.login.failed")
-    assert event["entity_id"] == "nobody.here" and event["actor_id"] == "system"
+    # not an account: the typed ID is kept only as a keyed digest and its length
+    assert event["entity_id"] == cast.auth.store.audit_subject("nobody.here")
+    assert event["entity_id"].startswith("uid-hmac:") and event["entity_id"].endswith(":len11")
+    assert event["actor_id"] == "system"
     assert failure_of(event) == "unknown_user"
     with cast.site.engine.connect() as conn:
         dump = " ".join(str(v) for row in conn.execute(select(audit_event)) for v in row)
-    assert "secret typed by someone" not in dump
+    assert "secret typed by someone" not in dump and "nobody.here" not in dump
+
+
+def test_a_password_typed_as_the_user_id_is_never_stored_and_repeats_correlate(
+    cast: World,
+) -> None:
+    typed = cast.password("olga").replace(" ", "-")  # looks like a user ID
+    failed(cast, typed, "whatever it is")
+    failed(cast, typed.upper(), "whatever it is")
+    failed(cast, "olga", "granite penguin umbrella eight")
+    first, second, known = cast.trail.expect(*["auth.login.failed"] * 3)
+    assert first["entity_id"] == second["entity_id"] == cast.auth.store.audit_subject(typed)
+    assert first["entity_id"].endswith(f":len{len(typed)}")
+    assert known["entity_id"] == "olga"  # an account's ID is stored as it is
+    with cast.site.engine.connect() as conn:
+        dump = " ".join(str(v) for row in conn.execute(select(audit_event)) for v in row)
+    assert typed not in dump.lower()
 
 
 def test_wrong_password_is_counted(cast: World) -> None:
@@ -230,7 +249,8 @@ def test_over_long_input_is_refused_without_hashing_and_counted(cast: World) -> 
     assert error.reason is FailureReason.INVALID_INPUT
     first, second = cast.trail.expect("auth.login.failed", "auth.login.failed")
     assert first["entity_id"] == "olga" and '"consecutive_failures":1' in first["details"]
-    assert second["entity_id"] == "<not a user ID: 5000 characters>"
+    assert second["entity_id"] == cast.auth.store.audit_subject("o" * 5000)
+    assert second["entity_id"].endswith(":len5000") and "ooo" not in second["entity_id"]
     assert len(second["details"]) < 400
 
 
@@ -238,7 +258,7 @@ def test_malformed_user_id_is_recorded_as_such(cast: World) -> None:
     error = failed(cast, "olga; DROP TABLE auth_user", "whatever")
     assert error.reason is FailureReason.INVALID_INPUT
     (event,) = cast.trail.expect("auth.login.failed")
-    assert event["entity_id"].startswith("<not a user ID")
+    assert event["entity_id"].startswith("uid-hmac:") and "DROP" not in event["entity_id"]
 
 
 def test_role_must_be_one_the_user_holds(cast: World) -> None:
