@@ -53,8 +53,7 @@ async def sign(pilot: Pilot[None], kiosk: Kiosk, user: str, *, first: bool = Fal
     await wait_until(pilot, lambda: isinstance(app.screen, ESignatureDialog), "e-signature")
     await settle(pilot)
     dialog = app.screen
-    if dialog.query("#sign-user"):
-        dialog.query_one("#sign-user", Input).value = user
+    assert text_of(pilot, "#sign-signer").startswith(f"{user} ("), "the signer's ID is fixed"
     dialog.query_one("#sign-password", Input).value = kiosk.users[user].password
     if dialog.query("#sign-totp"):
         kiosk.site.clock.advance(30)  # type: ignore[attr-defined]  # a fresh authenticator code

@@ -204,8 +204,6 @@ async def signed(pilot: Pilot[None]) -> None:
     await first_signature(pilot)
     kiosk = kiosk_of(pilot)
     pilot.app.screen.query_one("#accept", Checkbox).value = True
-    if pilot.app.screen.query("#sign-user"):
-        await type_into(pilot, "#sign-user", "operator")
     await type_into(pilot, "#sign-password", kiosk.users["operator"].password)
     await pilot.press("f2")
     await shown(pilot, ESignatureDialog)

@@ -194,8 +194,6 @@ async def _fill_signature(pilot: Pilot[None], kiosk: Kiosk, user: str) -> None:
     dialog = pilot.app.screen
     assert isinstance(dialog, ESignatureDialog)
     await settle(pilot)
-    if dialog.query("#sign-user"):
-        dialog.query_one("#sign-user", Input).value = user
     dialog.query_one("#sign-password", Input).value = kiosk.users[user].password
     kiosk.site.clock.advance(30)  # type: ignore[attr-defined]  # a fresh authenticator code
     dialog.query_one("#sign-totp", Input).value = kiosk.code(user)

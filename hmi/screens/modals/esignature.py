@@ -1,5 +1,10 @@
 """E-signature: the meaning, the record being signed, the accountability statement on a
-user's first signature, and the manifestation after signing (21 CFR 11.50, 11.100, 11.200)."""
+user's first signature, and the manifestation after signing (21 CFR 11.50, 11.100, 11.200).
+
+The signer is the logged-in user, so their user ID is shown filled in and fixed, never as a
+field to type in: whether 11.200 asks for both components (the first signing of a continuous
+session) or the password only (later signings), the dialog looks the same and the only field
+to type the password into is the password field."""
 
 from __future__ import annotations
 
@@ -51,10 +56,15 @@ class ESignatureDialog(HmiModal[Signature | None]):
             )
             yield Static(ACCOUNTABILITY_STATEMENT, id="statement", classes="statement")
             yield TickBox("I accept this statement", id="accept")
-            if "user_id" in self.needed:
+            session = self.ctx.session
+            if session is not None:
                 with Horizontal(classes="field-row"):
                     yield Label("User ID", classes="field-label")
-                    yield Input(compact=True, id="sign-user")
+                    yield Static(
+                        f"{session.user_id} ({session.full_name})",
+                        id="sign-signer",
+                        classes="field-fixed",
+                    )
             with Horizontal(classes="field-row"):
                 yield Label("Password", classes="field-label")
                 yield Input(compact=True, password=True, id="sign-password")
@@ -107,7 +117,8 @@ class ESignatureDialog(HmiModal[Signature | None]):
             )
             return
         password = self.query_one("#sign-password", Input).value
-        user_id = self._value("#sign-user")
+        # the signer's own ID, shown fixed: given as the ID component where 11.200 asks for it
+        user_id = session.user_id if "user_id" in self.needed else None
         totp = self._value("#sign-totp")
         signatures = self.ctx.auth.signatures
         self.run_blocking(
