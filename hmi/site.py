@@ -17,14 +17,23 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from hmi import __version__
+from hmi.audit import binding
 from hmi.audit.chain import SYSTEM, AuditLog
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.keys import Signer, create_key_pair, load_signer, write_secret_file
 from hmi.audit.tables import audit_event
 from hmi.clock import Clock, SystemClock, to_utc_text
-from hmi.config import CONFIG_FILE_NAME, TERMINAL_ID_PATTERN, Settings, load_settings
-from hmi.db import DatabaseError, make_engine, read_only, sqlite_file_of
+from hmi.config import (
+    CONFIG_FILE_NAME,
+    TERMINAL_ID_PATTERN,
+    Settings,
+    database_password,
+    load_settings,
+    redact_config_text,
+)
+from hmi.db import DatabaseError, make_engine, read_only, sqlite_file_of, with_password
 from hmi.migrations import migrate, pending
+from hmi.migrations.m0006_row_binding import VERSION as ROW_BINDING_VERSION
 
 
 class SiteError(Exception):
@@ -45,6 +54,9 @@ line_name = "{line_name}"
 
 [database]
 url = ""                          # empty: SQLite file hmi.db here; or postgresql://... for a site
+                                  # (never with a password in it: that is refused)
+password_file = ""                # PostgreSQL: a file (mode 0600) holding the password on its
+                                  # first line, e.g. "keys/db.password"; or set $HMI_DB_PASSWORD
 busy_timeout_ms = 5000            # how long a write waits for another writer before refusing
 
 [keys]
@@ -311,8 +323,15 @@ class Site:
     def data_dir(self) -> Path:
         return self.settings.data_dir
 
+    def config_text(self) -> str:
+        """``hmi.toml`` as it may be recorded or shown: every secret in it redacted."""
+        raw = (self.data_dir / CONFIG_FILE_NAME).read_bytes().decode("utf-8")
+        return redact_config_text(raw)
+
     def config_sha256(self) -> str:
-        return hashlib.sha256((self.data_dir / CONFIG_FILE_NAME).read_bytes()).hexdigest()
+        """The SHA-256 of :meth:`config_text` (the file's own SHA-256 when it holds no secret,
+        as the product's files never do: a secret's value is never recorded, nor its hash)."""
+        return hashlib.sha256(self.config_text().encode("utf-8")).hexdigest()
 
     def close(self) -> None:
         """Witness the chain head (shutdown checkpoint) and release the database."""
@@ -323,6 +342,14 @@ class Site:
             self.audit.checkpoint("shutdown")
         self.audit.close()
         self.engine.dispose()
+
+
+def site_engine(settings: Settings) -> Engine:
+    """The engine for the site's database: the configured URL (which never holds a password)
+    with the password from ``[database] password_file`` or ``$HMI_DB_PASSWORD`` added here,
+    in memory only."""
+    url = with_password(settings.database_url, database_password(settings))
+    return make_engine(url, busy_timeout_ms=settings.database.busy_timeout_ms)
 
 
 def build_audit(settings: Settings, engine: Engine, signer: Signer, clock: Clock) -> AuditLog:
@@ -354,7 +381,7 @@ def open_site(
             f"the database file {db_file} does not exist (deleted or moved?); nothing was"
             " created in its place"
         )
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    engine = site_engine(settings)
     audit = build_audit(settings, engine, signer, clock)
     site = Site(settings, engine, signer, audit, clock)
     if upgrade and pending(engine):
@@ -368,12 +395,28 @@ def open_site(
                     "names": [m.name for m in applied],
                 },
             )
+            if ROW_BINDING_VERSION in {m.version for m in applied}:
+                baseline_rows(audit)
     if witness:
         _record_config_change(site)
         audit.checkpoint("startup")
     else:
         site._witness_shutdown = False
     return site
+
+
+def baseline_rows(audit: AuditLog) -> None:
+    """Bind every row written before rows were bound (an upgrade from an earlier release), in
+    one transaction: from this event on, any change to them is reported by verify."""
+    with audit.transaction() as conn:
+        for chunk in binding.baseline(conn):
+            audit.record(
+                conn,
+                binding.BASELINE_ACTION,
+                SYSTEM,
+                reason="rows written before this release bound them, as found at the upgrade",
+                details={binding.DETAILS_KEY: chunk},
+            )
 
 
 def _record_config_change(site: Site) -> None:
@@ -393,7 +436,7 @@ def _record_config_change(site: Site) -> None:
     previous = None if details is None else json.loads(details).get("config_sha256")
     if previous == current:
         return
-    text = (site.data_dir / CONFIG_FILE_NAME).read_text(encoding="utf-8")
+    text = site.config_text()  # no secret is ever recorded: see hmi.config.redact_config_text
     site.audit.record_now(
         "config.changed",
         SYSTEM,
@@ -443,7 +486,7 @@ def init_site(
     clock = clock or SystemClock()
     signer = create_key_pair(settings.signing_key_path, settings.public_key_path)
     write_secret_file(settings.site_key_path, secrets.token_bytes(32))
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    engine = site_engine(settings)
     applied = migrate(engine, to_utc_text(clock.now()))
     if settings.database_url.startswith("sqlite:///"):
         os.chmod(settings.data_dir / "hmi.db", 0o600)

@@ -271,6 +271,7 @@ class Binding:
     after: str | None
     terminal: str
     seq: int
+    ts: str = ""
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,7 @@ class RowProblem:
     message: str
 
 
-def bindings_of(terminal: str, seq: int, details: Mapping[str, Any]) -> list[Binding]:
+def bindings_of(terminal: str, seq: int, details: Mapping[str, Any], ts: str = "") -> list[Binding]:
     """The well-formed bindings an event's details carry (a malformed list raises ValueError)."""
     items = details.get(DETAILS_KEY)
     if items is None:
@@ -303,7 +304,7 @@ def bindings_of(terminal: str, seq: int, details: Mapping[str, Any]) -> list[Bin
             or not all(d is None or (isinstance(d, str) and len(d) == 64) for d in item[2:])
         ):
             raise ValueError(f"malformed {DETAILS_KEY} entry {item!r}")
-        out.append(Binding(item[0], item[1], item[2], item[3], terminal, seq))
+        out.append(Binding(item[0], item[1], item[2], item[3], terminal, seq, ts))
     return out
 
 
@@ -322,57 +323,34 @@ class RowIndex:
             self.by_row.setdefault((binding.table, binding.key), []).append(binding)
 
     def tip(self, table: str, key: str) -> tuple[Binding | None, list[RowProblem]]:
-        """The last binding of a row, following the digest links, and any break in them.
+        """The last binding of a row, and any break in its history.
 
-        The walk starts at the binding with no previous digest (the insert) and follows each
-        new digest to the binding that changed it next. A binding whose previous digest no
-        earlier binding produced means the row was changed outside the product before that
-        event; the walk reports it and goes on from there, so the tip is still the latest."""
+        The bindings are taken in the order the events were recorded (time, then terminal and
+        sequence); each must change the version the one before it left (a row may return to
+        an earlier version, so the order decides, not the digests alone). A binding that
+        changes another version means the row was changed outside the product before that
+        event, or an event that changed it is missing."""
         history = self.by_row.get((table, key))
         if not history:
             return None, []
         problems: list[RowProblem] = []
-        following: dict[str | None, list[Binding]] = {}
-        for binding in history:
-            following.setdefault(binding.before, []).append(binding)
-        seen: set[int] = set()
-        last: Binding | None = None
         current: str | None = None
-        while len(seen) < len(history):
-            nexts = [b for b in following.get(current, []) if id(b) not in seen]
-            if not nexts:
-                produced = {b.after for b in history if id(b) not in seen}
-                rest = [b for b in history if id(b) not in seen]
-                start = next((b for b in rest if b.before not in produced), rest[0])
+        for binding in sorted(history, key=lambda b: (b.ts, b.terminal, b.seq)):
+            if binding.before != current:
                 problems.append(
                     RowProblem(
                         "row_unlinked",
                         table,
                         key,
-                        start.terminal,
-                        start.seq,
-                        f"{table} row {key}: event {_where(start)} changed a version of the row"
-                        " that no earlier event recorded (the row was changed outside the"
+                        binding.terminal,
+                        binding.seq,
+                        f"{table} row {key}: event {_where(binding)} changed a version of the"
+                        " row that no earlier event recorded (the row was changed outside the"
                         " product before it, or an earlier event is missing)",
                     )
                 )
-                nexts = [start]
-            elif len(nexts) > 1:
-                where = ", ".join(_where(b) for b in nexts)
-                problems.append(
-                    RowProblem(
-                        "row_unlinked",
-                        table,
-                        key,
-                        nexts[1].terminal,
-                        nexts[1].seq,
-                        f"{table} row {key}: events {where} each change the same version of"
-                        " the row",
-                    )
-                )
-            last = nexts[0]
-            seen.add(id(last))
-            current = last.after
+            current = binding.after
+        last = max(history, key=lambda b: (b.ts, b.terminal, b.seq))
         return last, problems
 
     def compare(
@@ -461,33 +439,39 @@ def stored_digests(
     return out
 
 
-def check_connection(conn: Connection, tables: Sequence[str] | None = None) -> list[RowProblem]:
-    """Every business row of the database against the bindings of every event in it."""
+def index_of(events: Iterable[tuple[str, int, str, str]]) -> tuple[RowIndex, list[RowProblem]]:
+    """The row bindings carried by events given as (terminal, seq, ts, details text)."""
     index = RowIndex()
     problems: list[RowProblem] = []
-    found = conn.execute(
-        text(
-            "SELECT terminal_id, seq, details FROM audit_event WHERE details LIKE :p"
-            " ORDER BY terminal_id, seq"
-        ),
-        {"p": f'%"{DETAILS_KEY}":%'},
-    )
-    for terminal, seq, details in found:
+    marker = f'"{DETAILS_KEY}":'
+    for terminal, seq, ts, details in events:
+        if marker not in details:
+            continue
         try:
             parsed = json.loads(details)
-            index.add(
-                bindings_of(str(terminal), int(seq), parsed if isinstance(parsed, dict) else {})
-            )
+            index.add(bindings_of(terminal, seq, parsed if isinstance(parsed, dict) else {}, ts))
         except ValueError as exc:
             problems.append(
                 RowProblem(
                     "row_unlinked",
                     "audit_event",
                     f"{terminal}:{seq}",
-                    str(terminal),
-                    int(seq),
+                    terminal,
+                    seq,
                     f"event {terminal}:{seq} carries unreadable row bindings ({exc})",
                 )
             )
-    problems.extend(index.compare(stored_digests(conn, tables), tables))
-    return problems
+    return index, problems
+
+
+def check_connection(conn: Connection, tables: Sequence[str] | None = None) -> list[RowProblem]:
+    """Every business row of the database against the bindings of every event in it."""
+    found = conn.execute(
+        text(
+            "SELECT terminal_id, seq, ts, details FROM audit_event WHERE details LIKE :p"
+            " ORDER BY terminal_id, seq"
+        ),
+        {"p": f'%"{DETAILS_KEY}":%'},
+    )
+    index, problems = index_of((str(a), int(b), str(c), str(d)) for a, b, c, d in found)
+    return problems + index.compare(stored_digests(conn, tables), tables)

@@ -272,6 +272,22 @@ class AuditLog:
         info["hmi_audit_count"] = info.get("hmi_audit_count", 0) + 1
         return event
 
+    def next_position(self, conn: Connection) -> tuple[str, int]:
+        """Where the next event recorded in this transaction will stand in the chain, for a
+        row that names its own event (an e-signature): written before the event, the row is
+        then bound by it. The head is locked, so the position cannot be taken meanwhile."""
+        if not conn.in_transaction():
+            raise AuditWriteError("audit events are only written inside a transaction")
+        raw = conn.connection.driver_connection if self._sqlite else None
+        try:
+            self._check_terminal(conn, raw)
+            head = self._lock_head(None if raw is not None else conn, raw)
+        except (DBAPIError, sqlite3.Error) as exc:
+            raise AuditWriteError(
+                f"the action was not recorded and did not happen: {describe_db_error(exc)}"
+            ) from exc
+        return self.terminal_id, 2 if head is None else head[0] + 1
+
     def _bind_remaining(self, conn: Connection) -> None:
         """Rows written after the transaction's last event are bound by a closing event of the
         same actor about the same thing, so no business row commits without its binding."""

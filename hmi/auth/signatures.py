@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from hmi.audit import canonical
-from hmi.audit.chain import Actor, AuditLog
+from hmi.audit.chain import Actor, AuditLog, AuditWriteError
 from hmi.audit.keys import PublicKey
 from hmi.audit.tables import audit_event, audit_key
 from hmi.audit.verify import OK, ROW_FIELDS, check_rows
@@ -541,15 +541,8 @@ class SignatureService:
         details = {**fields, "binding_sha256": binding}
         if kiosk_user is not None:
             details["kiosk_session_user"] = kiosk_user
-        event = self.audit.record(
-            conn,
-            "esignature.cosigned" if cosign_of else "esignature.signed",
-            Actor(signer.user_id, role.value, session_id),
-            entity=(record.type, record.id),
-            meaning=meaning.value,
-            new_value=record.sha256,
-            details=details,
-        )
+        # The row names the event that records it; written first, it is bound by that event.
+        audit_terminal, audit_seq = self.audit.next_position(conn)
         conn.execute(
             insert(esignature),
             {
@@ -567,10 +560,24 @@ class SignatureService:
                 "components": canonical.dumps(list(components)),
                 "cosign_of": cosign_of,
                 "binding_sha256": binding,
-                "audit_terminal_id": event.terminal_id,
-                "audit_seq": event.seq,
+                "audit_terminal_id": audit_terminal,
+                "audit_seq": audit_seq,
             },
         )
+        event = self.audit.record(
+            conn,
+            "esignature.cosigned" if cosign_of else "esignature.signed",
+            Actor(signer.user_id, role.value, session_id),
+            entity=(record.type, record.id),
+            meaning=meaning.value,
+            new_value=record.sha256,
+            details=details,
+        )
+        if (event.terminal_id, event.seq) != (audit_terminal, audit_seq):
+            raise AuditWriteError(
+                f"the signature's event took {event.terminal_id}:{event.seq}, not the position"
+                f" {audit_terminal}:{audit_seq} its row names; nothing was signed"
+            )
         return Signature(
             signature_id=signature_id,
             record=record,

@@ -257,7 +257,11 @@ class EngineCore:
 
         Raises :class:`RecordMismatch` if a stored row of it differs from its audit trail."""
         with read_only(self.engine) as conn:
-            info = batch_info(self._batch_row(conn, batch_id))
+            try:
+                info = batch_info(self._batch_row(conn, batch_id))
+            except BatchNotFound:
+                ensure_bound(conn, batch_id)  # a batch the trail knows was deleted
+                raise
             ensure_bound(conn, batch_id)
             step_rows = {
                 int(r["step_index"]): r for r in _of_batch(conn, batch_step, batch_id, "step_index")

@@ -151,52 +151,75 @@ def record_rows(conn: Connection, batch_id: str) -> dict[str, list[dict[str, Any
     return rows
 
 
-def scope_of(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> RecordScope:
-    """The scope of the record built from these rows."""
-    return RecordScope.of(
-        str(rows["batch"][0]["batch_id"]),
-        (r["deviation_id"] for r in rows.get("deviation", ())),
-        (r["alarm_id"] for r in rows.get("alarm", ())),
-        (r["id"] for r in rows.get("plc_command", ())),
-    )
+#: The event that opens each kind of record a batch owns; it names the batch in its details.
+OPENING = {
+    "deviation.opened": DEVIATION,
+    "batch.plc.command.intent": COMMAND,
+    "alarm.raised": ALARM,
+}
 
 
-def record_events(conn: Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
-    """The events that may bind a record's rows: those about the batch and its recipe version."""
-    batch_row = rows["batch"][0]
-    clause = scope_of(rows).clause()
-    t = audit_event.c
-    pinned = f"{batch_row['recipe_id']}/{batch_row['recipe_version']}"
-    return or_(clause, and_(t.entity_type == RECIPE, t.entity_id == pinned))
+def trail_members(
+    batch_id: str,
+    terminal: str,
+    started_at: str,
+    ended_at: str | None,
+    events: Iterable[tuple[Any, Any, Any, Any, Any, Any]],
+) -> dict[str, set[str]]:
+    """The deviations, PLC commands and alarms of a batch as its trail names them, so a row
+    deleted from storage still brings its events (and their bindings) into the record's scope.
 
-
-def index_of(
-    events: Iterable[tuple[str, int, str]],
-) -> tuple[binding.RowIndex, list[binding.RowProblem]]:
-    """The row bindings carried by events given as (terminal, seq, details text)."""
-    index = binding.RowIndex()
-    problems: list[binding.RowProblem] = []
-    marker = f'"{binding.DETAILS_KEY}":'
-    for terminal, seq, details in events:
-        if marker not in details:
+    ``events`` are (action, entity_type, entity_id, terminal, ts, details text); an opening
+    event belongs to the batch when its details name the batch, and an alarm also when it was
+    raised on the batch's terminal while the batch ran."""
+    members: dict[str, set[str]] = {DEVIATION: set(), COMMAND: set(), ALARM: set()}
+    for action, entity_type, entity_id, event_terminal, ts, details in events:
+        kind = OPENING.get(str(action))
+        if kind is None or entity_type != kind:
             continue
         try:
-            parsed = json.loads(details)
-            index.add(
-                binding.bindings_of(terminal, seq, parsed if isinstance(parsed, dict) else {})
-            )
-        except ValueError as exc:
-            problems.append(
-                binding.RowProblem(
-                    "row_unlinked",
-                    "audit_event",
-                    f"{terminal}:{seq}",
-                    terminal,
-                    seq,
-                    f"event {terminal}:{seq} carries unreadable row bindings ({exc})",
-                )
-            )
-    return index, problems
+            named = json.loads(str(details)).get("batch_id") == batch_id
+        except (ValueError, AttributeError):
+            named = False
+        during = (
+            kind == ALARM
+            and event_terminal == terminal
+            and str(ts) >= started_at
+            and (ended_at is None or str(ts) <= ended_at)
+        )
+        if named or during:
+            members[kind].add(str(entity_id))
+    return members
+
+
+def scope_of(conn: Connection, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> RecordScope:
+    """The scope of the record built from these rows: its own rows' records and every record
+    its trail says it owns."""
+    head = rows["batch"][0]
+    batch_id = str(head["batch_id"])
+    ended = head["completed_at"] or head["aborted_at"]
+    t = audit_event.c
+    window = and_(
+        t.action == "alarm.raised", t.terminal_id == head["terminal_id"],
+        t.ts >= head["started_at"],
+    )  # fmt: skip
+    if ended is not None:
+        window = and_(window, t.ts <= ended)
+    named = t.details.like(f'%"batch_id":{json.dumps(batch_id, ensure_ascii=False)}%')
+    found = conn.execute(
+        select(t.action, t.entity_type, t.entity_id, t.terminal_id, t.ts, t.details).where(
+            t.action.in_(list(OPENING)), or_(named, window)
+        )
+    )
+    members = trail_members(
+        batch_id, str(head["terminal_id"]), str(head["started_at"]), ended, found
+    )
+    return RecordScope.of(
+        batch_id,
+        [*(r["deviation_id"] for r in rows.get("deviation", ())), *members[DEVIATION]],
+        [*(r["alarm_id"] for r in rows.get("alarm", ())), *members[ALARM]],
+        [*(r["id"] for r in rows.get("plc_command", ())), *members[COMMAND]],
+    )
 
 
 def compare_rows(
@@ -221,21 +244,53 @@ def compare_rows(
 
 def check_batch_rows(conn: Connection, batch_id: str) -> list[binding.RowProblem]:
     """Every row of the record of ``batch_id`` against the events about the batch."""
+    t = audit_event.c
     rows = record_rows(conn, batch_id)
     if not rows:
-        return []
-    t = audit_event.c
-    found = conn.execute(
-        select(t.terminal_id, t.seq, t.details)
-        .where(record_events(conn, rows))
-        .order_by(t.terminal_id, t.seq)
-    )
-    index, problems = index_of((str(a), int(b), str(c)) for a, b, c in found)
+        # No batch row: a batch the trail knows was deleted; one it does not know is unknown.
+        found = conn.execute(
+            select(t.terminal_id, t.seq, t.ts, t.details)
+            .where(t.entity_type == BATCH, t.entity_id == batch_id)
+            .order_by(t.terminal_id, t.seq)
+        )
+        index, problems = binding.index_of((str(a), int(b), str(c), str(d)) for a, b, c, d in found)
+        return problems + index.compare({}, tables=["batch"])
+    head = rows["batch"][0]
+
+    def bindings(clause: Any) -> tuple[binding.RowIndex, list[binding.RowProblem]]:
+        found = conn.execute(
+            select(t.terminal_id, t.seq, t.ts, t.details)
+            .where(clause)
+            .order_by(t.terminal_id, t.seq)
+        )
+        return binding.index_of((str(a), int(b), str(c), str(d)) for a, b, c, d in found)
+
+    # The batch's own rows against the events about the batch; the pinned recipe version
+    # against the events about it (which also supersede earlier versions: only a binding of a
+    # row that is gone is a deleted row there).
+    index, problems = bindings(scope_of(conn, rows).clause())
+    own = {table: items for table, items in rows.items() if table != RECIPE}
+    problems += compare_rows(index, own)
+    pinned = f"{head['recipe_id']}/{head['recipe_version']}"
+    recipe_index, unreadable = bindings(and_(t.entity_type == RECIPE, t.entity_id == pinned))
+    problems += unreadable
+    if not rows[RECIPE]:
+        problems.append(
+            binding.RowProblem(
+                "row_deleted",
+                RECIPE,
+                pinned,
+                None,
+                None,
+                f"the recipe_version row of {pinned}, which the batch runs, is missing or was"
+                " changed to another recipe",
+            )
+        )
 
     def exists(table: str, key: str) -> bool:
         return binding.select_row(conn, table, key) is not None
 
-    return problems + compare_rows(index, rows, exists)
+    return problems + compare_rows(recipe_index, {RECIPE: rows[RECIPE]}, exists)
 
 
 def ensure_bound(conn: Connection, batch_id: str) -> None:

@@ -28,6 +28,7 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     from hmi.audit.bundle import BundleError
     from hmi.audit.chain import AuditWriteError
     from hmi.audit.keys import KeyFileError
+    from hmi.batch.integrity import RecordMismatch
     from hmi.config import ConfigError
     from hmi.db import DatabaseError
     from hmi.site import SiteError
@@ -43,7 +44,7 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     except CommandError as exc:
         print(f"hmi: {exc}", file=sys.stderr)
         return exc.status
-    except (DatabaseError, AuditWriteError, BundleError) as exc:
+    except (DatabaseError, AuditWriteError, BundleError, RecordMismatch) as exc:
         print(f"hmi: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:  # the last safety net: a sentence, never a traceback

@@ -401,7 +401,7 @@ def assemble(
         alarms = _alarms(stored_rows.get("alarm", []))
         context = chain_context(
             conn,
-            scope_of(stored_rows),
+            scope_of(conn, stored_rows),
             witness,
             extra_keys,
         )

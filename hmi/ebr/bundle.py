@@ -32,7 +32,14 @@ from hmi.audit.verify import Kind, VerifyReport, collection_paused
 from hmi.auth.roles import Meaning, Role
 from hmi.auth.signatures import RecordRef, Signature, binding_sha256
 from hmi.auth.tables import esignature
-from hmi.batch.integrity import BATCH, RecordScope, index_of
+from hmi.batch.integrity import (
+    ALARM,
+    BATCH,
+    COMMAND,
+    DEVIATION,
+    RecordScope,
+    trail_members,
+)
 from hmi.batch.tables import batch as batch_table
 from hmi.batch.tables import batch_step, batch_value, deviation, plc_command
 from hmi.clock import from_utc_text
@@ -509,8 +516,9 @@ def _check_rows(
             binding.ROW_TAG + canonical.canonical_bytes(content)
         ).hexdigest()
         by_table.setdefault(item.table, {})[item.key] = (index, line, item.row)
-    index_, unreadable = index_of(
-        (str(e.get("terminal_id")), int(e.get("seq") or 0), str(e.get("details"))) for e in related
+    index_, unreadable = binding.index_of(
+        (str(e.get("terminal_id")), int(e.get("seq") or 0), str(e.get("ts")), str(e.get("details")))
+        for e in related
     )
     for problem in [*unreadable, *index_.compare(stored, tables=sorted(ROW_TABLES))]:
         checker.report.add(Kind(problem.kind), problem.terminal, problem.seq, problem.message)
@@ -603,11 +611,22 @@ def _verify_record(
             checker.problem(None, None, f"value {value.value_id} corrects a value not in the copy")
     _check_deviations(checker, repeated["ebr.deviation"], batch_id)
     _check_signatures(checker, repeated["ebr.signature"])
+    members = trail_members(
+        batch_id,
+        header.terminal_id,
+        header.started_at,
+        header.completed_at or header.aborted_at,
+        (
+            (e.get("action"), e.get("entity_type"), e.get("entity_id"), e.get("terminal_id"),
+             e.get("ts"), e.get("details"))
+            for e in contents.events
+        ),
+    )  # fmt: skip
     about = RecordScope.of(
         batch_id,
-        (d.deviation_id for _i, _l, d in repeated["ebr.deviation"]),
-        (a.alarm_id for _i, _l, a in repeated["ebr.alarm"]),
-        (c.command_id for _i, _l, c in repeated["ebr.plc_command"]),
+        [*(d.deviation_id for _i, _l, d in repeated["ebr.deviation"]), *members[DEVIATION]],
+        [*(a.alarm_id for _i, _l, a in repeated["ebr.alarm"]), *members[ALARM]],
+        [*(c.command_id for _i, _l, c in repeated["ebr.plc_command"]), *members[COMMAND]],
     )
     related = [
         e for e in checker.events.values() if about.covers(e.get("entity_type"), e.get("entity_id"))

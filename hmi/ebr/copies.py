@@ -12,15 +12,17 @@ administrator), never overwrites a file, and without a file name goes to the sit
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hmi.audit.chain import Actor
+from hmi.audit.chain import Actor, AuditWriteError
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.keys import PublicKey
 from hmi.batch.engine import BatchEngine
+from hmi.batch.integrity import RecordMismatch
 from hmi.clock import to_utc_text
 from hmi.ebr.assemble import Assembled, EbrError, assemble
 from hmi.ebr.bundle import BatchBundle, read_batch_bundle, write_batch_bundle
@@ -113,27 +115,58 @@ class BatchRecordCopies:
         return self.batches.audit
 
     def assemble(self, batch_id: str, *, generated_by: str) -> Assembled:
-        return assemble(
-            self.batches,
-            batch_id,
-            site=self.site,
-            line=self.line,
-            generated_by=generated_by,
-            witness=self.witness,
-            extra_keys=self.extra_keys,
-        )
+        """The record as it is to be copied; refused (CopyRefused) if its rows do not match
+        their audit trail."""
+        try:
+            return assemble(
+                self.batches,
+                batch_id,
+                site=self.site,
+                line=self.line,
+                generated_by=generated_by,
+                witness=self.witness,
+                extra_keys=self.extra_keys,
+            )
+        except RecordMismatch as exc:
+            raise CopyRefused(str(exc)) from exc
 
     def export(self, batch_id: str, out: Path, *, actor: Actor, generated_by: str) -> CopyResult:
         """Write the electronic true copy of ``batch_id`` to ``out`` and record it."""
-        assembled = self.assemble(batch_id, generated_by=generated_by)
+        return self._export(batch_id, out, actor=actor, generated_by=generated_by)[0]
+
+    def _export(
+        self, batch_id: str, out: Path, *, actor: Actor, generated_by: str
+    ) -> tuple[CopyResult, BatchBundle]:
+        """The copy is written beside ``out`` under a hidden name, read back and verified as
+        its reader will, and only then given its name: a copy that does not verify is never
+        left on disk looking like one. A refusal is recorded."""
+        try:
+            assembled = self.assemble(batch_id, generated_by=generated_by)
+        except CopyRefused as exc:
+            self._record_refusal(actor, batch_id, str(exc))
+            raise
         created_at = to_utc_text(self.batches.clock.now())
-        digest = write_batch_bundle(
-            out,
-            assembled,
-            signer=self.audit.signer,
-            created_at=created_at,
-            exported_by={"user": generated_by, "terminal": self.audit.terminal_id},
-        )
+        partial = out.with_name(f".{out.name}.partial")
+        try:
+            digest = write_batch_bundle(
+                partial,
+                assembled,
+                signer=self.audit.signer,
+                created_at=created_at,
+                exported_by={"user": generated_by, "terminal": self.audit.terminal_id},
+            )
+            read = read_batch_bundle(partial, workers=1)
+            if not read.ok or read.record is None:
+                problems = "; ".join(p.message for p in read.report.problems[:5])
+                message = (
+                    f"the copy of batch {batch_id} does not verify, so none was made: {problems}"
+                )
+                self._record_refusal(actor, batch_id, message)
+                raise CopyRefused(message)
+            os.replace(partial, out)
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink()
         self.audit.record_now(
             "ebr.exported",
             actor,
@@ -141,7 +174,13 @@ class BatchRecordCopies:
             details={"file": str(out), "sha256": digest, "events": len(assembled.context.rows),
                      "generated_by": generated_by},
         )  # fmt: skip
-        return CopyResult(out, digest)
+        return CopyResult(out, digest), read
+
+    def _record_refusal(self, actor: Actor, batch_id: str, message: str) -> None:
+        with contextlib.suppress(AuditWriteError):
+            self.audit.record_now(
+                "ebr.export.refused", actor, entity=("batch", batch_id), reason=message[:2000]
+            )
 
     def report(
         self,
@@ -156,11 +195,8 @@ class BatchRecordCopies:
         """Export the bundle (beside the PDF unless ``bundle`` is given), verify it, and print
         the PDF from what the bundle holds; record the printing with the bundle's hash."""
         target = bundle or pdf.with_suffix(".bundle.jsonl")
-        exported = self.export(batch_id, target, actor=actor, generated_by=generated_by)
-        read = read_batch_bundle(target, workers=1)
-        if not read.ok or read.record is None:
-            problems = "; ".join(p.message for p in read.report.problems[:5])
-            raise EbrError(f"the bundle just written does not verify: {problems}")
+        exported, read = self._export(batch_id, target, actor=actor, generated_by=generated_by)
+        assert read.record is not None
         generated_at = to_utc_text(self.batches.clock.now())
         pages = render_pdf(
             read.record,
@@ -207,12 +243,7 @@ class BatchRecordCopies:
         actor, who = self._authorized(session, batch_id)
         target = _free(out) if out is not None else self._default_bundle(batch_id)
         with _reserved([target]):
-            result = self.export(batch_id, target, actor=actor, generated_by=who)
-        read = read_batch_bundle(target, workers=1)
-        if not read.ok:
-            problems = "; ".join(p.message for p in read.report.problems[:5])
-            raise EbrError(f"the bundle just written does not verify: {problems}")
-        return result
+            return self.export(batch_id, target, actor=actor, generated_by=who)
 
     def _default_bundle(self, batch_id: str) -> Path:
         stem = self._default_stem(batch_id, (BUNDLE_SUFFIX,))

@@ -186,7 +186,19 @@ class QaReviewScreen(HmiScreen):
         batches = self.ctx.batches
         if batches is None:
             return
-        self.run_blocking(lambda: batches.deviations(info.batch_id), self._show_deviations)
+        # Through the whole record: a record whose rows differ from its audit trail is
+        # refused with the sentence that says so, never shown as if it were true.
+        self.run_blocking(
+            lambda: list(batches.record(info.batch_id).deviations),
+            self._show_deviations,
+            self._refused_record,
+        )
+
+    def _refused_record(self, message: str, _exc: BaseException | None = None) -> None:
+        self.deviations = []
+        self.query_one("#qa-deviation-table", DataTable).clear()
+        self.query_one("#qa-deviations", Static).update(message)
+        self.show_error(message)
 
     def _show_deviations(self, deviations: list[DeviationInfo]) -> None:
         self.deviations = deviations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from sqlalchemy import Engine, create_engine
+
 from hmi.audit.chain import Actor
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.store import trusted_keys, verify_database
@@ -43,3 +45,10 @@ def attacker(db_path: Path) -> sqlite3.Connection:
     for name in ("audit_event_no_update", "audit_event_no_delete"):
         conn.execute(f"DROP TRIGGER IF EXISTS {name}")
     return conn
+
+
+def outside_engine(site: Site) -> Engine:
+    """An engine on the site's database file without the product's guards and row capture,
+    as another program holding the file would open it: only the database's own triggers
+    stand in its way."""
+    return create_engine(f"sqlite:///{site.data_dir / 'hmi.db'}")

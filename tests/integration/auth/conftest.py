@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.store import trusted_keys, verify_database
 from hmi.audit.tables import audit_event
+from hmi.audit.verify import Kind
 from hmi.auth.passwords import Argon2Parameters
 from hmi.auth.roles import Role, roles_require_totp
 from hmi.auth.services import AuthServices, build_auth_services
@@ -44,14 +45,21 @@ CAST: dict[str, tuple[str, tuple[Role, ...], str]] = {
 }
 
 
-def chain_verifies(site: Site) -> None:
+def chain_verifies(site: Site, inserted_outside: frozenset[str] = frozenset()) -> None:
+    """The chain and every business row verify; ``inserted_outside`` names the tables a test
+    wrote a row into behind the product's back, whose rows are then the only problems."""
     report = verify_database(
         site.engine,
         trusted=trusted_keys([site.settings.public_key_path]),
         witness=WitnessFile(site.settings.witness_path),
         workers=1,
     )
-    assert report.ok, [p.to_json() for p in report.problems]
+    unexpected = [
+        p
+        for p in report.problems
+        if not (p.kind == Kind.ROW_INSERTED and p.message.split(" row ", 1)[0] in inserted_outside)
+    ]
+    assert not unexpected, [p.to_json() for p in unexpected]
 
 
 class Trail:
@@ -97,6 +105,8 @@ class World:
     secrets: dict[str, str] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
     admin: Session | None = None
+    #: tables a test wrote into behind the product's back (reported by verify, on purpose)
+    inserted_outside: set[str] = field(default_factory=set)
 
     def code(self, user_id: str, *, advance: bool = True) -> str:
         """The user's current TOTP code, one step later than the last one (codes never repeat)."""
@@ -186,7 +196,7 @@ def world(site: Site, clock: ManualClock) -> Iterator[World]:
     """A site with a first administrator (``ada``, with an authenticator) and nobody else."""
     world = _first_admin(site, clock)
     yield world
-    chain_verifies(site)
+    chain_verifies(site, frozenset(world.inserted_outside))
 
 
 @dataclass(frozen=True)
@@ -239,5 +249,5 @@ def cast(cast_template: _Template, tmp_path: Path) -> Iterator[World]:
         passwords=dict(cast_template.passwords),
     )
     yield world
-    chain_verifies(site)
+    chain_verifies(site, frozenset(world.inserted_outside))
     site.close()

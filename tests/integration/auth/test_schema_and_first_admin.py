@@ -9,12 +9,14 @@ from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from hmi.audit.tables import audit_event
+from hmi.audit.verify import Kind
 from hmi.auth.errors import AccountStateError, TotpError
 from hmi.auth.services import build_auth_services
 from hmi.auth.tables import user_training
 from hmi.auth.totp import code_at, new_secret
 from hmi.clock import ManualClock
 from hmi.site import Site
+from tests.helpers.audit import outside_engine, verify
 
 from .conftest import ADMIN_PASSWORD, CHEAP_ARGON2, IDENTITY, World, chain_verifies
 
@@ -85,7 +87,8 @@ def test_a_wrong_code_creates_no_first_admin(site: Site, clock: ManualClock) -> 
 
 
 def test_records_are_append_only_and_accounts_never_deleted(world: World) -> None:
-    engine = world.site.engine
+    world.inserted_outside.add("user_training")
+    engine = outside_engine(world.site)  # another program holding the file: only triggers
     with engine.begin() as conn:
         conn.execute(
             insert(user_training),
@@ -111,4 +114,10 @@ def test_records_are_append_only_and_accounts_never_deleted(world: World) -> Non
             conn.execute(text(statement))
     with engine.begin() as conn:  # state tables are updated in place (with audit events)
         conn.execute(text("UPDATE auth_user SET failed_count = 0 WHERE user_id = 'ada'"))
-    world.trail.expect()
+    assert world.trail.actions() == []
+    # The training row inserted behind the product's back is named by verify; the account's
+    # unchanged state is not a change.
+    report = verify(world.site)
+    assert [(p.kind, "user_training row" in p.message) for p in report.problems] == [
+        (Kind.ROW_INSERTED, True)
+    ]

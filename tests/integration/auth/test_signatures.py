@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from hmi.audit.verify import Kind
 from hmi.auth.errors import (
     AuthenticationFailed,
     FailureReason,
@@ -22,6 +23,7 @@ from hmi.auth.roles import Meaning
 from hmi.auth.sessions import EndCause, SessionState
 from hmi.auth.signatures import ACCOUNTABILITY_STATEMENT, RecordRef, manifestation
 from hmi.auth.tables import auth_signature_statement, esignature
+from tests.helpers.audit import outside_engine, verify
 
 from .conftest import World
 
@@ -252,7 +254,8 @@ def test_a_signature_copied_to_another_record_is_invalid(cast: World) -> None:
         accept_statement=True,
     )
     other = RecordRef.of("batch_step", "B-2026-002:3", STEP)  # same content, another batch
-    with cast.site.engine.begin() as conn:
+    cast.inserted_outside.add("esignature")
+    with outside_engine(cast.site).begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO esignature SELECT 'copy' || signature_id, record_type, 'B-2026-002:3',"
@@ -268,12 +271,17 @@ def test_a_signature_copied_to_another_record_is_invalid(cast: World) -> None:
     assert any("copied" in p or "altered" in p for p in copied.problems)
     (original,) = cast.auth.signatures.verify(RECORD)
     assert original.valid
-    cast.trail.expect(
+    assert cast.trail.actions() == [
         "auth.login.succeeded",
         "auth.session.started",
         "esignature.statement.accepted",
         "esignature.signed",
-    )
+    ]
+    # The copied row was written outside the product: verify names it.
+    report = verify(cast.site)
+    assert [(p.kind, p.message.split(" is in")[0]) for p in report.problems] == [
+        (Kind.ROW_INSERTED, f"esignature row copy{signature.signature_id}")
+    ]
 
 
 def test_stored_signatures_cannot_be_edited_or_deleted(cast: World) -> None:
@@ -287,7 +295,7 @@ def test_stored_signatures_cannot_be_edited_or_deleted(cast: World) -> None:
         accept_statement=True,
     )
     for statement in ("UPDATE esignature SET record_sha256 = 'x'", "DELETE FROM esignature"):
-        with cast.site.engine.begin() as conn, pytest.raises(DBAPIError):
+        with outside_engine(cast.site).begin() as conn, pytest.raises(DBAPIError):
             conn.execute(text(statement))
     with cast.site.engine.connect() as conn:
         assert conn.execute(select(esignature.c.record_sha256)).scalar() == RECORD.sha256

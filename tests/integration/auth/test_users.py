@@ -25,6 +25,7 @@ from hmi.auth.errors import (
 from hmi.auth.roles import Role
 from hmi.auth.sessions import EndCause
 from hmi.auth.users import IdentityVerification
+from tests.helpers.audit import outside_engine
 
 from .conftest import IDENTITY, World
 
@@ -81,9 +82,15 @@ def test_a_user_id_is_unique_forever(cast: World) -> None:
             create(cast, again)
     refused = cast.trail.expect(*["user.change.refused"] * 3)
     assert json.loads(refused[0]["details"])["error"] == "UserIdUnavailable"
-    with cast.site.engine.begin() as conn, pytest.raises(DBAPIError, match="never deleted"):
+    with (
+        outside_engine(cast.site).begin() as conn,
+        pytest.raises(DBAPIError, match="never deleted"),
+    ):
         conn.execute(text("DELETE FROM auth_user WHERE user_id = 'otto'"))
-    with cast.site.engine.begin() as conn, pytest.raises(DBAPIError, match="never be changed"):
+    with (
+        outside_engine(cast.site).begin() as conn,
+        pytest.raises(DBAPIError, match="never be changed"),
+    ):
         conn.execute(text("UPDATE auth_user SET user_id = 'otto2' WHERE user_id = 'otto'"))
     user = cast.auth.store.load("otto")
     assert user is not None and user.status is UserStatus.DISABLED

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from hmi.recipe.errors import RecipeIntegrityError
 from hmi.recipe.service import RecipeService
 from hmi.site import Site
+from tests.helpers.audit import outside_engine
 from tests.integration.recipe.conftest import People
 
 FINAL_BLEND = "paracetamol-final-blend.toml"
@@ -36,16 +37,17 @@ def stored(people: People, recipes: RecipeService, recipe_dir: Path) -> None:
 def test_database_refuses_changes_to_the_controlled_copy(
     site: Site, statement: str, message: str
 ) -> None:
-    with pytest.raises(IntegrityError, match=message), site.engine.begin() as conn:
+    with pytest.raises(IntegrityError, match=message), outside_engine(site).begin() as conn:
         conn.execute(text(statement))
 
 
 @pytest.mark.usefixtures("stored")
 def test_only_one_effective_version_per_recipe(site: Site, recipes: RecipeService) -> None:
     second = recipes.get("PARA500-FB", 3)
-    with site.engine.begin() as conn:
+    outside = outside_engine(site)  # another program holding the file: only triggers
+    with outside.begin() as conn:
         conn.execute(text("UPDATE recipe_version SET status = 'effective'"))
-    with pytest.raises(IntegrityError, match="UNIQUE"), site.engine.begin() as conn:
+    with pytest.raises(IntegrityError, match="UNIQUE"), outside.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO recipe_version (recipe_id, version, name, product, format, status,"

@@ -21,6 +21,7 @@ from hmi.clock import ManualClock
 from hmi.recipe.errors import RecipeNotFound
 from hmi.recipe.service import RecipeService
 from hmi.site import Site
+from tests.helpers.audit import outside_engine
 from tests.integration.batch.support import (
     RECIPE_ID,
     RECIPE_VERSION,
@@ -121,7 +122,8 @@ def test_schema_guards_keep_records_original(
     supervisor = people.login("sup1")
     record_training(people.auth, supervisor, "op1", RECIPE_ID)
     engine.start_batch(people.login("op1"), RECIPE_ID, RECIPE_VERSION, "B-2001")
-    with site.engine.begin() as conn:
+    outside = outside_engine(site)  # another program holding the file: only triggers
+    with outside.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO batch_value (batch_id, step_index, step_id, name, value, source,"
@@ -142,9 +144,9 @@ def test_schema_guards_keep_records_original(
         ("UPDATE batch_step SET status = 'skipped'", "cannot change"),
         ("DELETE FROM batch", "never deleted"),
     ):
-        with pytest.raises(DBAPIError, match=message), site.engine.begin() as conn:
+        with pytest.raises(DBAPIError, match=message), outside.begin() as conn:
             conn.execute(text(statement))
-    with pytest.raises(IntegrityError), site.engine.begin() as conn:  # one row per step
+    with pytest.raises(IntegrityError), outside.begin() as conn:  # one row per step
         conn.execute(
             text(
                 "INSERT INTO batch_step (batch_id, step_index, step_id, kind, status, started_at,"
@@ -152,7 +154,7 @@ def test_schema_guards_keep_records_original(
                 " '2026-03-02T08:00:00.000000Z', 'op1')"
             )
         )
-    with pytest.raises(IntegrityError), site.engine.begin() as conn:  # corrections need a why
+    with pytest.raises(IntegrityError), outside.begin() as conn:  # corrections need a why
         conn.execute(
             text(
                 "INSERT INTO batch_value (batch_id, step_index, step_id, name, value, source,"
