@@ -2,13 +2,20 @@
 
 Any bad value is reported with its key and what was expected; nothing else in the product
 reads the file. Paths in the file are relative to the site data directory.
+
+No secret belongs in the file: a database URL with a password is refused (the password lives
+in the 0600 file named by ``[database] password_file`` or in ``$HMI_DB_PASSWORD``, see
+:func:`database_password`), and whatever is recorded or shown from the file goes through
+:func:`redact_config_text` (and URLs through :func:`hmi.db.redact_url`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -17,14 +24,17 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from hmi.db import redact_url, url_password_keys
 from hmi.plc.settings import PlcSettings
 
 CONFIG_FILE_NAME = "hmi.toml"
 DATA_DIR_ENV = "HMI_DATA"
+DB_PASSWORD_ENV = "HMI_DB_PASSWORD"  # noqa: S105 (the name of a variable, not a password)
 TERMINAL_ID_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{1,31}$"
 
 
@@ -54,6 +64,7 @@ class DatabaseSettings(_Section):
     """Where records live: an SQLite file by default, PostgreSQL for a multi-kiosk site."""
 
     url: str = ""
+    password_file: str = ""
     busy_timeout_ms: Annotated[int, Field(ge=100, le=120_000)] = 5000
 
     @field_validator("url")
@@ -61,6 +72,21 @@ class DatabaseSettings(_Section):
     def _known_scheme(cls, value: str) -> str:
         if value and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("expected an sqlite:// or postgresql:// URL, or empty for the default")
+        found = url_password_keys(value) if value else []
+        if found:
+            raise ValueError(
+                f"the URL contains a password ({', '.join(dict.fromkeys(found))}); a password"
+                f" never goes in {CONFIG_FILE_NAME}: remove it from the URL and put it in the file"
+                " named by [database] password_file (mode 0600) or in the environment variable"
+                f" {DB_PASSWORD_ENV}"
+            )
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _only_for_a_server(cls, value: str, info: ValidationInfo) -> str:
+        if value and not str(info.data.get("url", "")).startswith("postgresql"):
+            raise ValueError("a password file is only for a postgresql:// url (SQLite has none)")
         return value
 
 
@@ -236,12 +262,122 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return f"{key}: unknown key (check the spelling; see the documented defaults)"
     given = error.get("input")
+    if isinstance(given, dict) or (sections and is_secret_key(sections[-1])):
+        return f"{key}: {error.get('msg', 'invalid value')}"  # a secret is never echoed
+    if isinstance(given, str) and "://" in given:
+        given = redact_url(given)
     shown = repr(given)
-    if isinstance(given, dict):
-        return f"{key}: {error.get('msg', 'invalid value')}"
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return f"{key}: {error.get('msg', 'invalid value')} (got {shown})"
+
+
+# -- secrets: the database password, and what may be recorded or shown of the file -------------
+
+_SECRET_KEY = re.compile(r"pass(word|wd|phrase)?$|pwd|secret|token|credential", re.IGNORECASE)
+_PATH_KEY = re.compile(r"_(file|path|dir)$", re.IGNORECASE)
+_ASSIGNED = re.compile(
+    r"""(?P<head>(?<![\w-])(?P<q>["']?)(?P<key>[A-Za-z0-9_-]+)(?P=q)[ \t]*=[ \t]*)"""
+    r"""(?P<value>"{3}[\s\S]*?"{3}|'{3}[\s\S]*?'{3}|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+)
+_URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]+""")
+REDACTED_VALUE = "<redacted>"
+_MIN_REPLACED = 4
+"""Shorter secrets are redacted where they are assigned, not wherever their text occurs."""
+
+
+def is_secret_key(name: str) -> bool:
+    """A key whose value is a secret (``password``, ``db_password``, ``api_token``...), as
+    opposed to the path of a file that holds one (``password_file``)."""
+    return bool(_SECRET_KEY.search(name)) and not _PATH_KEY.search(name)
+
+
+def _secret_values(node: Any, key: str = "") -> Iterator[str]:
+    if isinstance(node, Mapping):
+        for name, value in node.items():
+            yield from _secret_values(value, str(name))
+    elif isinstance(node, list):
+        for item in node:
+            yield from _secret_values(item, key)
+    elif isinstance(node, str) and node and is_secret_key(key):
+        yield node
+
+
+def redact_config_text(text: str) -> str:
+    """The configuration text as it may be recorded or shown: the value of every key that
+    holds a secret replaced by ``"<redacted>"``, and any password in a URL by ``***``.
+
+    Secrets are found where they are assigned (``password = "..."`` in any table, inline table
+    or dotted key) and, from the parsed file, wherever else their text occurs; any URL with a
+    password is redacted wherever it is (a comment too). Text without secrets is unchanged.
+    """
+
+    def assigned(match: re.Match[str]) -> str:
+        value = match.group("value")
+        if not is_secret_key(match.group("key")) or value in {'""', "''"}:
+            return match.group(0)
+        return f'{match.group("head")}"{REDACTED_VALUE}"'
+
+    def url(match: re.Match[str]) -> str:
+        found = match.group(0)
+        return redact_url(found) if url_password_keys(found) else found
+
+    try:
+        parsed: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        parsed = {}
+    redacted = _URL.sub(url, _ASSIGNED.sub(assigned, text))
+    for secret in sorted(set(_secret_values(parsed)), key=len, reverse=True):
+        if len(secret) >= _MIN_REPLACED:
+            redacted = redacted.replace(secret, REDACTED_VALUE)
+    return redacted
+
+
+def database_password(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:
+    """The database password, for the site to add to the URL it builds the engine with.
+
+    From the file named by ``[database] password_file`` (relative to the data directory, its
+    first line, mode 0600) or from ``$HMI_DB_PASSWORD``; None when neither is set or the
+    database is an SQLite file. Raises :class:`ConfigError` naming the key when the file is
+    missing, empty or readable by anyone but its owner, or when both are set.
+    """
+    source = settings.data_dir / CONFIG_FILE_NAME
+    env = os.environ if environ is None else environ
+    if not settings.database.url.startswith("postgresql"):
+        return None
+    from_env = env.get(DB_PASSWORD_ENV) or None
+    if not settings.database.password_file:
+        return from_env
+    key = "[database] password_file"
+    if from_env is not None:
+        raise ConfigError(
+            source, [f"{key}: set, and so is {DB_PASSWORD_ENV}; keep one of them, not both"]
+        )
+    path = settings.path(settings.database.password_file)
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(source, [f"{key}: {path} is not a file"])
+        mode = info.st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError(
+                source,
+                [
+                    f"{key}: {path} can be read by others (mode {mode:o}); it must be readable"
+                    f" by this account only: chmod 600 {path}"
+                ],
+            )
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(
+            source, [f"{key}: {path} does not exist; write the password there (mode 0600)"]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [f"{key}: cannot read {path}: {exc}"]) from None
+    password = lines[0].strip() if lines else ""
+    if not password:
+        raise ConfigError(source, [f"{key}: {path} is empty; its first line is the password"])
+    return password
 
 
 def parse_settings(raw: dict[str, Any], data_dir: Path, source: Path) -> Settings:

@@ -4,19 +4,25 @@ SQLite (the single-kiosk default) runs in WAL mode with ``synchronous=FULL`` so 
 acknowledged record survives power loss. Every write transaction starts with
 ``BEGIN IMMEDIATE`` so two processes appending to one chain serialise instead of forking.
 PostgreSQL is reached through the same schema; chain appends there take an advisory lock.
+
+A database password is never part of a configured URL: the site adds it when it builds the
+engine (:func:`with_password`), and every URL that is shown, printed or recorded goes through
+:func:`redact_url` first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 READ_ONLY = "hmi_read_only"
 
@@ -25,9 +31,56 @@ class DatabaseError(Exception):
     """The database could not be opened, migrated or written; the message says why."""
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 5000) -> Engine:
+REDACTED = "***"
+_SECRET_QUERY_KEY = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)[^@\s]*(?=@)")
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;][^=&;#\s]*(?:pass|pwd|secret|token)[^=&;#\s]*=)[^&;#\s]*", re.IGNORECASE
+)
+_SENTINEL = "hmi0redacted0"
+
+
+def url_password_keys(url: str) -> list[str]:
+    """Where a URL carries a password: ``"password"`` for the user part, and the name of each
+    query parameter that looks like one (``password=``, ``sslpassword=``...); empty if none."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        found = ["password"] if _USERINFO_PASSWORD.search(url) else []
+        return found + [m.group("head")[1:-1] for m in _QUERY_SECRET.finditer(url)]
+    found = ["password"] if parsed.password else []
+    return found + [key for key in parsed.query if _SECRET_QUERY_KEY.search(key)]
+
+
+def redact_url(url: str | URL) -> str:
+    """A database URL as it may be shown, printed, logged or recorded: any password (in the
+    user part or in the query) replaced by ``***``. The one place URLs are redacted."""
+    if isinstance(url, str):
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            text_url = _USERINFO_PASSWORD.sub(rf"\g<head>{REDACTED}", url)
+            return _QUERY_SECRET.sub(rf"\g<head>{REDACTED}", text_url)
+    else:
+        parsed = url
+    secret_keys = [key for key in parsed.query if _SECRET_QUERY_KEY.search(key)]
+    if secret_keys:
+        parsed = parsed.update_query_dict(dict.fromkeys(secret_keys, _SENTINEL))
+    shown = parsed.render_as_string(hide_password=True)
+    return shown.replace(_SENTINEL, REDACTED)
+
+
+def with_password(url: str, password: str | None) -> str | URL:
+    """The URL the engine is built with: the configured one, with the password from the
+    password file or the environment added (never written back anywhere)."""
+    if not password:
+        return url
+    return make_url(url).set(password=password)
+
+
+def make_engine(url: str | URL, *, busy_timeout_ms: int = 5000) -> Engine:
     """Build an engine with the product's durability settings (no connection is opened yet)."""
-    if url.startswith("sqlite"):
+    if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
         _configure_sqlite(engine, busy_timeout_ms)
         return engine

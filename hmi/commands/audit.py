@@ -186,7 +186,9 @@ def run_verify(args: argparse.Namespace) -> int:
         incremental=args.incremental,
         workers=args.workers,
     )
-    _print_report(report, settings.database_url, args.json)
+    from hmi.db import redact_url
+
+    _print_report(report, redact_url(settings.database_url), args.json)
     try:
         site.audit.record_now(
             "audit.verify.passed" if report.ok else "audit.verify.failed",

@@ -124,6 +124,7 @@ def _run_terminal(data: Path, fresh: bool, simulator: Any, started: float, *, ke
     from hmi.app import make_app
     from hmi.audit.chain import SYSTEM
     from hmi.auth.services import build_auth_services
+    from hmi.db import redact_url
     from hmi.demo import load_accounts, save_accounts, seed_demo_site
     from hmi.screens.context import DemoAccount
     from hmi.site import open_site
@@ -146,7 +147,7 @@ def _run_terminal(data: Path, fresh: bool, simulator: Any, started: float, *, ke
         site.audit.record_now(
             "terminal.ui.started",
             SYSTEM,
-            details={"mode": "demo", "plc_endpoint": site.settings.plc.endpoint},
+            details={"mode": "demo", "plc_endpoint": redact_url(site.settings.plc.endpoint)},
         )
 
         def gateway() -> Any:

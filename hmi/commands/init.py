@@ -204,11 +204,13 @@ def _open_existing(args: argparse.Namespace) -> tuple[Site, AuthServices]:
 
 
 def _print_site(site: Site, target: Path) -> None:
+    from hmi.db import redact_url
+
     settings = site.settings
     print(f"Created site '{settings.site.site_name}' / '{settings.site.line_name}' in {target}")
     print(f"  terminal:    {settings.site.terminal_id}")
     print(f"  config:      {target / 'hmi.toml'}")
-    print(f"  database:    {settings.database_url}")
+    print(f"  database:    {redact_url(settings.database_url)}")
     print(f"  public key:  {settings.public_key_path} (key id {site.signer.key_id})")
     print(f"  witness:     {settings.witness_path}")
 

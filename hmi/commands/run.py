@@ -21,14 +21,16 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 def run_terminal(args: argparse.Namespace) -> int:
     from hmi.app import make_app
     from hmi.audit.chain import SYSTEM
+    from hmi.db import redact_url
     from hmi.site import open_site
 
     site = open_site(data_dir(args))
     try:
+        endpoint = redact_url(site.settings.plc.endpoint)
         site.audit.record_now(
             "terminal.ui.started",
             SYSTEM,
-            details={"mode": site.settings.mode, "plc_endpoint": site.settings.plc.endpoint},
+            details={"mode": site.settings.mode, "plc_endpoint": endpoint},
         )
 
         def gateway() -> Any:
