@@ -247,15 +247,17 @@ def take_bindings(conn: Connection) -> list[list[str | None]]:
 
 
 def baseline(conn: Connection, batch_size: int = 500) -> Iterator[list[list[str | None]]]:
-    """Bindings for every stored row of every bound table, in chunks (an upgrade's baseline)."""
+    """Bindings, in chunks, for every stored row no event has bound yet (the rows an earlier
+    release wrote, bound at the upgrade). A row that is bound already keeps its history."""
+    bound = {row for row in _all_bindings(conn)[0].by_row}
     chunk: list[list[str | None]] = []
-    for table, key_column in sorted(BOUND_TABLES.items()):
-        for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY {key_column}")).mappings():
-            item = dict(row)
-            chunk.append([table, str(item[key_column]), None, row_digest(table, item)])
-            if len(chunk) >= batch_size:
-                yield chunk
-                chunk = []
+    for (table, key), digest in sorted(stored_digests(conn).items()):
+        if (table, key) in bound:
+            continue
+        chunk.append([table, key, None, digest])
+        if len(chunk) >= batch_size:
+            yield chunk
+            chunk = []
     if chunk:
         yield chunk
 
@@ -464,8 +466,7 @@ def index_of(events: Iterable[tuple[str, int, str, str]]) -> tuple[RowIndex, lis
     return index, problems
 
 
-def check_connection(conn: Connection, tables: Sequence[str] | None = None) -> list[RowProblem]:
-    """Every business row of the database against the bindings of every event in it."""
+def _all_bindings(conn: Connection) -> tuple[RowIndex, list[RowProblem]]:
     found = conn.execute(
         text(
             "SELECT terminal_id, seq, ts, details FROM audit_event WHERE details LIKE :p"
@@ -473,5 +474,10 @@ def check_connection(conn: Connection, tables: Sequence[str] | None = None) -> l
         ),
         {"p": f'%"{DETAILS_KEY}":%'},
     )
-    index, problems = index_of((str(a), int(b), str(c), str(d)) for a, b, c, d in found)
+    return index_of((str(a), int(b), str(c), str(d)) for a, b, c, d in found)
+
+
+def check_connection(conn: Connection, tables: Sequence[str] | None = None) -> list[RowProblem]:
+    """Every business row of the database against the bindings of every event in it."""
+    index, problems = _all_bindings(conn)
     return problems + index.compare(stored_digests(conn, tables), tables)
