@@ -46,3 +46,19 @@ def test_worked_example_matches_the_code() -> None:
     rebuilt = make_checkpoint(signer, "KIOSK-01", 2, row["row_hash"], documented.ts, "interval")
     assert canonical.dumps(rebuilt.to_json()) == line
     assert documented.signature_valid(signer.public)
+
+
+def test_row_binding_example_and_table_list_match_the_code() -> None:
+    from hmi.audit import binding
+
+    section = DOC.split("## 7. Business rows bound to the trail", 1)[1]
+    content_line = section.split("has the content", 1)[1].split("```\n", 2)[1].strip()
+    content = json.loads(content_line)
+    assert canonical.canonical_bytes(content).decode("utf-8") == content_line
+    assert f"({len(content_line.encode('utf-8'))} bytes;" in section
+    row = dict(content["row"])
+    assert binding.row_content(content["table"], {**row, "reason_text": None}) == content
+    assert binding.row_digest(content["table"], row) == _value("row digest")
+    assert binding.ROW_TAG == b"HMI-AUDIT-ROW-v1\x00"
+    listed = dict(re.findall(r"`(\w+)`\s+\(`(\w+)`\)", section.split("**Row content", 1)[0]))
+    assert listed == binding.BOUND_TABLES
