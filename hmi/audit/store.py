@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from sqlalchemy import Engine, Select, and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hmi.audit import binding, canonical
-from hmi.audit.checkpoint import Checkpoint, WitnessFile
+from hmi.audit.anchors import AgainstFile, check_against
+from hmi.audit.checkpoint import Checkpoint, WitnessFile, make_checkpoint
 from hmi.audit.keys import KeyFileError, PublicKey, Signer
 from hmi.audit.tables import audit_event
 from hmi.audit.verify import (
@@ -267,31 +269,50 @@ def verify_database(
     state: VerifyState | None = None,
     incremental: bool = False,
     workers: int | None = None,
+    against: Sequence[AgainstFile] = (),
 ) -> VerifyReport:
-    """Verify every chain in the database (or one terminal's) against the witness file."""
+    """Verify every chain in the database (or one terminal's) against the witness file, and
+    against every copy held elsewhere (``against``, see :mod:`hmi.audit.anchors`).
+
+    Reads only: nothing is written to the database."""
     report = VerifyReport()
     checkpoints: list[Checkpoint] = []
     if witness is not None:
-        checkpoints, unreadable = witness.read()
-        for line in unreadable:
+        found = witness.read_all()
+        checkpoints = found.checkpoints
+        for line in found.problems:
             report.add(Kind.WITNESS, None, None, line)
+        if found.torn_line is not None:
+            report.notes.append(
+                f"{witness.path}:{found.torn_line}: the last line is incomplete (the terminal"
+                " stopped while writing a checkpoint); it was not used"
+            )
     if terminal is not None:
         checkpoints = [cp for cp in checkpoints if cp.terminal == terminal]
     anchors = state.load(trusted) if (state is not None and incremental) else {}
     if terminal is not None:
         anchors = {t: a for t, a in anchors.items() if t == terminal}
     report.incremental_from = {t: a.seq for t, a in anchors.items()}
+    rows_report = VerifyReport()
     try:
-        with collection_paused():
+        with collection_paused(), ThreadPoolExecutor(max_workers=1) as side:
+            # The business-row cross-check runs while the worker processes check the chains
+            # (this process mostly waits for them meanwhile), so the cores share both.
+            rows_done = (
+                side.submit(check_business_rows, engine, rows_report) if terminal is None else None
+            )
             _verify_rows_of(engine, report, trusted, checkpoints, anchors, terminal, workers)
+            if rows_done is not None:
+                rows_done.result()
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_db_error(exc)) from exc
     if witness is not None:
         _check_witness_coverage(report, checkpoints, witness)
     if anchors and checkpoints:
         _recheck_witnessed_positions(engine, report, checkpoints, anchors)
-    if terminal is None:
-        check_business_rows(engine, report)
+    report.problems.extend(rows_report.problems)
+    if against:
+        check_against(report, against, DatabaseChains(engine), terminal)
     if report.ok and state is not None:
         new_anchors = dict(anchors)
         for point in checkpoints:
@@ -304,6 +325,79 @@ def verify_database(
         with contextlib.suppress(OSError):  # incremental runs then fall back to a full one
             state.save(new_anchors)
     return report
+
+
+class DatabaseChains:
+    """The database's chains as ``--against`` compares them (:class:`anchors.ChainView`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def span(self, terminal: str) -> tuple[int, int] | None:
+        t = audit_event.c
+        with read_only(self.engine) as conn:
+            low, high = conn.execute(
+                select(func.min(t.seq), func.max(t.seq)).where(t.terminal_id == terminal)
+            ).one()
+        return None if high is None else (int(low), int(high))
+
+    def reaches_head(self, terminal: str) -> bool:
+        return True  # the database is the chain itself
+
+    def hashes(self, terminal: str, seqs: Sequence[int]) -> dict[int, set[str]]:
+        t = audit_event.c
+        out: dict[int, set[str]] = {}
+        wanted = set(seqs)
+        with read_only(self.engine) as conn:
+            rows = conn.execute(
+                select(t.seq, t.row_hash).where(
+                    t.terminal_id == terminal, t.seq >= min(wanted), t.seq <= max(wanted)
+                )
+            )
+            for seq, digest in rows:
+                if int(seq) in wanted:
+                    out.setdefault(int(seq), set()).add(str(digest))
+        return out
+
+
+def has_chain(engine: Engine, terminal: str) -> bool:
+    """Whether the database holds any event of that terminal's chain."""
+    try:
+        with read_only(engine) as conn:
+            found = conn.execute(
+                select(audit_event.c.seq).where(audit_event.c.terminal_id == terminal).limit(1)
+            ).first()
+    except SQLAlchemyError as exc:
+        raise DatabaseError(describe_db_error(exc)) from exc
+    return found is not None
+
+
+def chain_heads(
+    engine: Engine, signer: Signer, ts: str, terminals: Sequence[str] | None = None
+) -> list[Checkpoint]:
+    """The head of each terminal's chain (or of those named) now, signed as a checkpoint with
+    reason ``export``: what every export carries, so a later verification can prove the chain
+    it checks still extends the copy (``hmi audit verify --against``)."""
+    t = audit_event.c
+    query = select(t.terminal_id, func.max(t.seq)).group_by(t.terminal_id)
+    if terminals is not None:
+        query = query.where(t.terminal_id.in_(sorted(set(terminals))))
+    heads: list[Checkpoint] = []
+    try:
+        with read_only(engine) as conn:
+            for name, seq in sorted(conn.execute(query).all()):
+                digest = conn.execute(
+                    select(t.row_hash)
+                    .where(t.terminal_id == name, t.seq == seq)
+                    .order_by(t.id)
+                    .limit(1)
+                ).scalar_one()
+                heads.append(
+                    make_checkpoint(signer, str(name), int(seq), str(digest), ts, "export")
+                )
+    except SQLAlchemyError as exc:
+        raise DatabaseError(describe_db_error(exc)) from exc
+    return heads
 
 
 def check_business_rows(engine: Engine, report: VerifyReport) -> None:
@@ -362,3 +456,8 @@ def query_events(engine: Engine, flt: EventFilter) -> list[dict[str, Any]]:
             return [dict(row._mapping) for row in conn.execute(query)]
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_db_error(exc)) from exc
+
+
+def heads_details(heads: Sequence[Checkpoint]) -> dict[str, list[Any]]:
+    """The chain heads an export was made from, as its audit event records them."""
+    return {point.terminal: [point.seq, point.row_hash] for point in heads}
