@@ -3,6 +3,8 @@ deviations, F6 to move, F2 to disposition the selected one)."""
 
 from __future__ import annotations
 
+import sqlite3
+
 from textual.widgets import DataTable, Input
 
 from hmi.app import HmiApp
@@ -123,3 +125,37 @@ async def test_qa_dispositions_the_second_deviation_first(kiosk: Kiosk) -> None:
         await pilot.pause()
         assert isinstance(app.screen, QaReviewScreen)
     assert kiosk.actions().count("deviation.dispositioned") == 2
+
+
+async def test_qa_screen_refuses_a_record_edited_behind_the_product(kiosk: Kiosk) -> None:
+    """A deviation's reason rewritten in the database file: the QA screen shows the sentence
+    that says so instead of the batch's deviations, and nothing can be dispositioned."""
+    app = kiosk.app()
+    batches = app.ctx.batches
+    assert batches is not None
+    first, _second = await _aborted_batch_with_two_deviations(kiosk, app)
+    outside = sqlite3.connect(kiosk.site.data_dir / "hmi.db", isolation_level=None)
+    outside.execute("DROP TRIGGER deviation_reason_final")
+    outside.execute(
+        "UPDATE deviation SET reason_text = 'no change control needed' WHERE deviation_id = ?",
+        (first,),
+    )
+    outside.close()
+    async with app.run_test(size=(120, 40)) as pilot:
+        kiosk.site.clock.advance(30)  # type: ignore[attr-defined]  # a fresh TOTP time step
+        await login(pilot, "qa", kiosk.users["qa"].password, kiosk.code("qa"))
+        await app.run_action("menu")
+        await pilot.pause()
+        await pilot.press("5")  # QA review
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, QaReviewScreen)
+        shown = text_of(pilot, "#qa-deviations")
+        assert f"record of batch {BATCH} does not match its audit trail" in shown
+        assert f"deviation row {first} differs from what event" in shown
+        assert screen.deviations == []
+        assert screen.query_one("#qa-deviation-table", DataTable).row_count == 0
+        await pilot.press("f2")  # nothing to disposition
+        await pilot.pause()
+        assert isinstance(app.screen, QaReviewScreen)
+    assert "deviation.dispositioned" not in kiosk.actions()
