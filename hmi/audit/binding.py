@@ -494,3 +494,21 @@ def check_connection(conn: Connection, tables: Sequence[str] | None = None) -> l
     """Every business row of the database against the bindings of every event in it."""
     index, problems = _all_bindings(conn)
     return problems + index.compare(stored_digests(conn, tables), tables)
+
+
+def readable(details_text: str) -> tuple[str, str | None]:
+    """An event's details as a person reads them: the details without the row bindings, and
+    the rows it wrote (``deviation B-1-D01, batch_value 17``), or None if it wrote none."""
+    try:
+        details = orjson.loads(details_text)
+    except ValueError:
+        return details_text, None
+    if not isinstance(details, dict) or DETAILS_KEY not in details:
+        return details_text, None
+    items = details.pop(DETAILS_KEY)
+    rows = ", ".join(
+        f"{item[0]} {item[1]}" + (" (removed)" if item[3] is None else "")
+        for item in items
+        if isinstance(item, list) and len(item) == 4
+    ) if isinstance(items, list) else None  # fmt: skip
+    return canonical.dumps(details), rows or None

@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static
 
+from hmi.audit import binding
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.store import EventFilter, VerifyState, query_events, trusted_keys, verify_database
 from hmi.audit.verify import VerifyReport
@@ -143,8 +144,11 @@ class AuditTrailScreen(HmiScreen):
         for name in ("field", "old_value", "new_value", "reason", "meaning"):
             if row[name]:
                 lines.append(f"{name.replace('_', ' ')}: {row[name]}")
-        if row["details"] and row["details"] != "{}":
-            lines.append(f"details: {row['details']}")
+        details, written = binding.readable(str(row["details"] or "{}"))
+        if written:
+            lines.append(f"records written: {written}")
+        if details != "{}":
+            lines.append(f"details: {details}")
         self.query_one("#audit-detail", Static).update("\n".join(lines))
 
     def action_verify(self) -> None:
