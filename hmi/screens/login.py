@@ -124,6 +124,13 @@ class LoginScreen(HmiScreen):
         password.value = ""
         totp.value = ""
         self.say(message)
+        if isinstance(exc, AuthenticationFailed):
+            # What was typed as the user ID may be a password typed into the wrong field: it
+            # is never left on a shared screen. The kiosk does not say whether the ID exists.
+            user_id = self.query_one("#user-id", Input)
+            user_id.value = ""
+            user_id.focus()
+            return
         password.focus()
 
     def _changed(self, session: Session | None) -> None:

@@ -33,6 +33,9 @@ async def test_passwords_typed_as_user_ids_reach_neither_the_trail_nor_the_datab
             assert isinstance(app.screen, LoginScreen)
             assert text_of(pilot, "#login-message") == NOT_CORRECT
             assert app.screen.query_one("#password", Input).value == ""
+            # what was typed as the ID is not left on the shared screen either
+            assert app.screen.query_one("#user-id", Input).value == ""
+            assert typed not in app.export_screenshot()
         operator = kiosk.users["operator"]
         await login(pilot, "operator", operator.password)
         session = kiosk.auth.sessions.current
@@ -59,6 +62,8 @@ async def test_passwords_typed_as_user_ids_reach_neither_the_trail_nor_the_datab
             assert isinstance(app.screen, CosignDialog)
             assert text_of(pilot, "#cosign-message") == f"Refused: {NOT_CORRECT}"
             assert app.screen.query_one("#cosign-password", Input).value == ""
+            assert app.screen.query_one("#cosign-user", Input).value == ""
+            assert typed not in app.export_screenshot()
 
     refusals = kiosk.actions()
     assert refusals.count("auth.login.failed") >= len(PASSWORDS)

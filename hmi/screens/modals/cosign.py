@@ -94,9 +94,12 @@ class CosignDialog(HmiModal[Signature | None]):
         )
 
     def _failed(self, text: str, _exc: BaseException) -> None:
-        self.query_one("#cosign-password", Input).value = ""
-        self.query_one("#cosign-totp", Input).value = ""
+        # The typed user ID goes too: it may be a password typed into the wrong field, and is
+        # never left on the shared screen.
+        for field in ("#cosign-user", "#cosign-password", "#cosign-totp"):
+            self.query_one(field, Input).value = ""
         self.query_one("#cosign-message", Static).update(f"Refused: {text}")
+        self.query_one("#cosign-user", Input).focus()
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
