@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, select, update
 
+from hmi.audit.chain import Actor
 from hmi.batch.core import (
     BATCH_RECORD,
     DeviationSpec,
     EngineCore,
 )
 from hmi.batch.errors import (
+    BatchError,
     BatchStateError,
     DeviationOpen,
     PlcCommandFailed,
@@ -24,9 +30,26 @@ from hmi.batch.model import (
 )
 from hmi.batch.tables import (
     batch,
+    plc_command,
 )
 from hmi.clock import to_utc_text
 from hmi.db import read_only
+
+#: PLC states from which Resume has something to do at the PLC: Unhold a held drum, or
+#: restore a run the PLC no longer has (tripped, stopped, restarted).
+_RESUMABLE_BY_PLC = frozenset(
+    {
+        "Holding",
+        "Held",
+        "Aborting",
+        "Aborted",
+        "Stopping",
+        "Stopped",
+        "Resetting",
+        "Idle",
+        "Clearing",
+    }
+)
 
 
 class BatchControl(EngineCore):
@@ -82,12 +105,15 @@ class BatchControl(EngineCore):
                 blocking,
             )
         run_active = await self._run_in_progress(info)
-        if run_active and await self.link.state_or_none() is None:
+        state = await self.link.state_or_none() if run_active else None
+        if run_active and state is None:
             self._refuse(actor, "batch.resume.refused", entity, "PLC not reachable", None)
             raise PlcCommandFailed(
                 "the PLC cannot be reached: the blend cannot be resumed until it is back"
             )
-        with self.audit.transaction() as conn:
+        restored: list[str] = []
+
+        def resumed(conn: Connection) -> None:
             conn.execute(
                 update(batch)
                 .where(batch.c.batch_id == batch_id)
@@ -102,15 +128,111 @@ class BatchControl(EngineCore):
                 old_value=BatchStatus.HELD.value,
                 new_value=BatchStatus.RUNNING.value,
                 reason=why,
+                details={"plc_state": state, "plc_restored": list(restored)},
+            )
+
+        if not run_active or state not in _RESUMABLE_BY_PLC:
+            with self.audit.transaction() as conn:
+                resumed(conn)
+        elif state in ("Holding", "Held"):
+            try:
+                if state == "Holding":  # the drum is still slowing down: unhold once it is held
+                    await self.link.wait_state({"Held"})
+                await self.link.command(actor, batch_id, info.current_step, "unhold", then=resumed)
+            except PlcCommandFailed as exc:
+                raise await self._resume_refused_by_plc(actor, info, "Unhold", exc) from exc
+        else:
+            await self._restore_run(actor, info, str(state), restored, resumed)
+        self._changed()
+        return self.get(batch_id)
+
+    async def _restore_run(
+        self,
+        actor: Actor,
+        info: BatchInfo,
+        state: str,
+        restored: list[str],
+        resumed: Callable[[Connection], None],
+    ) -> None:
+        """Resume a blend the PLC no longer runs (it tripped, or restarted and lost its state):
+        bring the PLC back to Idle, write again the setpoints the batch last wrote (each with
+        intent, read-back and result), then Start; the batch is running again only once the
+        PLC accepted Start."""
+        batch_id, index = info.batch_id, info.current_step
+        self._plc_restoring = True
+        try:
+            if state == "Aborting":
+                state = await self.link.wait_state({"Aborted"})
+            if state == "Aborted":
+                await self.link.command(actor, batch_id, index, "clear")
+                restored.append("clear")
+                state = await self.link.wait_state({"Stopped"})
+            if state in ("Stopping", "Resetting", "Clearing"):
+                state = await self.link.wait_state({"Stopped", "Idle"})
+            if state in ("Stopped", "Complete"):
+                await self.link.command(actor, batch_id, index, "reset")
+                restored.append("reset")
+                state = await self.link.wait_state({"Idle"})
+            if state != "Idle":
+                raise PlcCommandFailed(
+                    f"the blender is {state}; it must be Idle to restart the blend"
+                )
+            for tag, value in self._setpoints_written(batch_id).items():
+                await self.link.write(actor, batch_id, index, tag, value)
+                restored.append(f"{tag}={value}")
+            await self.link.command(actor, batch_id, index, "start", then=resumed)
+            self._lost_runs.discard((batch_id, index))
+        except PlcCommandFailed as exc:
+            raise await self._resume_refused_by_plc(
+                actor, info, "the restart of the blend", exc
+            ) from exc
+        finally:
+            self._plc_restoring = False
+
+    def _setpoints_written(self, batch_id: str) -> dict[str, Decimal]:
+        """The last value the batch wrote to each setpoint tag and the PLC confirmed."""
+        latest: dict[str, Decimal] = {}
+        with read_only(self.engine) as conn:
+            rows = conn.execute(
+                select(plc_command.c.arguments)
+                .where(
+                    plc_command.c.batch_id == batch_id,
+                    plc_command.c.command == "write",
+                    plc_command.c.result.in_(("ok", "confirmed_on_recovery")),
+                )
+                .order_by(plc_command.c.id)
+            ).all()
+        for (arguments,) in rows:
+            parsed = json.loads(str(arguments))
+            latest[str(parsed["tag"])] = Decimal(str(parsed["value"]))
+        return latest
+
+    async def _resume_refused_by_plc(
+        self, actor: Actor, info: BatchInfo, what: str, exc: PlcCommandFailed
+    ) -> PlcCommandFailed:
+        """The PLC refused: the batch stays held, and its hold reason is now the PLC's (the
+        error to raise is returned)."""
+        plc_reason: str | None = None
+        with contextlib.suppress(BatchError):
+            plc_reason = str((await self.link.read("last_command_result")).value)
+        reason = f"the PLC refused {what}: {plc_reason or exc}"
+        with self.audit.transaction() as conn:
+            conn.execute(
+                update(batch).where(batch.c.batch_id == info.batch_id).values(hold_reason=reason)
+            )
+            self.audit.record(
+                conn,
+                "batch.resume.refused",
+                actor,
+                entity=(BATCH_RECORD, info.batch_id),
+                field="hold_reason",
+                old_value=info.hold_reason,
+                new_value=reason,
+                reason=reason,
+                details={"error": str(exc)},
             )
         self._changed()
-        if run_active:
-            state = await self.link.state_or_none()
-            if state == "Holding":  # the drum is still slowing down: unhold once it is held
-                state = await self.link.wait_state({"Held"})
-            if state == "Held":
-                await self.link.command(actor, batch_id, info.current_step, "unhold")
-        return self.get(batch_id)
+        return PlcCommandFailed(f"{reason}; the batch stays held")
 
     async def abort(self, session: Any, batch_id: str, code: str, text: str) -> BatchInfo:
         """A supervisor aborts the batch now (and the blender if it runs); the abort deviation

@@ -159,6 +159,11 @@ class EngineCore:
         self._recipe_cache: dict[tuple[str, int], Recipe] = {}
         self._context_version = 0
         self._on_deviation: list[Callable[[DeviationInfo], None]] = []
+        #: Set while Resume brings a PLC that lost the run back (Clear, Reset, setpoints,
+        #: Start): the states it passes through are commanded, not a loss.
+        self._plc_restoring = False
+        #: Runs (batch, step index) whose loss by the PLC is already a deviation.
+        self._lost_runs: set[tuple[str, int]] = set()
         if alarms is not None:
             self._attach(alarms)
 

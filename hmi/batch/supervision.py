@@ -21,6 +21,7 @@ from hmi.batch.core import (
     EngineCore,
 )
 from hmi.batch.errors import (
+    BatchError,
     PlcCommandFailed,
 )
 from hmi.batch.model import (
@@ -61,6 +62,17 @@ from hmi.recipe.model import (
 )
 
 _CONNECT_POLL_S = 0.05
+
+#: PLC alarms on which the PLC itself stops the drum (it trips to Aborting): the batch is held
+#: at once with the PLC's reason (docs/plc-interface.md, alarm catalogue).
+EQUIPMENT_STOPPING_ALARMS = frozenset({"ESTOP", "LID_OPEN_RUNNING", "MOTOR_OVERCURRENT"})
+
+#: PLC states a blend in progress can be in; any other (Stopped, Idle after a power-up) means
+#: the PLC lost the run.
+RUN_KNOWN_STATES = RUNNING_STATES | {"Complete", "Aborting", "Aborted"}
+
+#: PLC states in which the drum was held or stopped by the PLC, not by the batch.
+PLC_STOPPED_RUN_STATES = frozenset({"Holding", "Held", "Aborting", "Aborted"})
 
 
 @dataclass
@@ -157,6 +169,7 @@ class RunSupervision(EngineCore):
                         ),
                     )
                 elif state not in RUNNING_STATES and state != "Complete":
+                    self._lost_runs.add((info.batch_id, info.current_step))
                     self._open_deviation(
                         conn,
                         SYSTEM,
@@ -165,11 +178,14 @@ class RunSupervision(EngineCore):
                         self._step_id(info),
                         DeviationSpec(
                             DeviationKind.PLC_MISMATCH,
-                            f"the blend was running but the PLC is {state}",
+                            f"PLC lost state: the blend was running but the PLC is {state};"
+                            " Resume restores the PLC's setpoints and restarts the blend",
                             expected="Execute",
                             actual=state,
+                            critical=True,
                         ),
                     )
+                    self._set_held(conn, SYSTEM, info, f"PLC lost state (the PLC is {state})")
         self._changed()
         if hold_plc:  # held by the HMI while the process was down, but the drum still turns
             await self.link.command(SYSTEM, info.batch_id, info.current_step, "hold")
@@ -295,6 +311,8 @@ class RunSupervision(EngineCore):
                             armed = set()
                     if context is not None and plc_state == "Execute":
                         await self._check_excursions(context, event.updates, armed)
+                    if context is not None and state_update is not None and plc_state:
+                        await self._plc_state_changed(context, plc_state)
                 elif isinstance(event, ConnectionStateChanged):
                     if event.state is ConnectionState.LOST and context is not None:
                         if await self._connection_lost(context, event.reason):
@@ -442,6 +460,80 @@ class RunSupervision(EngineCore):
         self._notify_deviation(deviation_id)
         return True
 
+    async def _plc_state_changed(self, context: _RunContext, state: str) -> None:
+        """The PLC's state during a run drives the batch: a PLC that holds, stops or aborts the
+        drum by itself holds the batch at once with the PLC's reason; a PLC that no longer
+        knows the run (a restart: Stopped or Idle) holds it with a "PLC lost state"
+        deviation."""
+        if self._plc_restoring or (
+            state in RUN_KNOWN_STATES and state not in PLC_STOPPED_RUN_STATES
+        ):
+            return
+        # The stream may lag behind what the batch commanded since: act on the PLC's state now.
+        now = await self.link.state_or_none()
+        if now is None or self._plc_restoring:
+            return
+        state = now
+        if state not in RUN_KNOWN_STATES:
+            self._plc_lost_state(context.batch_id, context.step_index, state)
+        elif state in PLC_STOPPED_RUN_STATES:
+            reason = await self._plc_reason()
+            with self.audit.transaction() as conn:
+                row = self._batch_row(conn, context.batch_id)
+                if row["status"] != BatchStatus.RUNNING.value:
+                    return
+                self._set_held(
+                    conn,
+                    SYSTEM,
+                    batch_info(row),
+                    f"the PLC is {state}" + (f": {reason}" if reason else ""),
+                )
+            self._changed()
+
+    async def _plc_reason(self) -> str | None:
+        """The PLC's own account of its last transition (``last_command_result``)."""
+        try:
+            return str((await self.link.read("last_command_result")).value)
+        except BatchError:
+            return None
+
+    def _plc_lost_state(self, batch_id: str, step_index: int, state: str) -> str | None:
+        """Open the "PLC lost state" deviation of a run the PLC no longer knows (once per
+        run) and hold the batch; return the deviation's ID."""
+        if (batch_id, step_index) in self._lost_runs:
+            return None
+        with self.audit.transaction() as conn:
+            row = self._batch_row(conn, batch_id)
+            info = batch_info(row)
+            if info.status not in (BatchStatus.RUNNING, BatchStatus.HELD):
+                return None
+            if info.current_step != step_index:
+                return None
+            step_row = self._step_row(conn, batch_id, step_index)
+            if step_row is None or step_row["status"] != StepStatus.RUNNING.value:
+                return None
+            self._lost_runs.add((batch_id, step_index))
+            deviation_id = self._open_deviation(
+                conn,
+                SYSTEM,
+                batch_id,
+                step_index,
+                self._step_id(info),
+                DeviationSpec(
+                    DeviationKind.PLC_MISMATCH,
+                    f"PLC lost state: the blend was running but the PLC is {state};"
+                    " Resume restores the PLC's setpoints and restarts the blend",
+                    expected="Execute",
+                    actual=state,
+                    critical=True,
+                ),
+            )
+            if info.status is BatchStatus.RUNNING:
+                self._set_held(conn, SYSTEM, info, f"PLC lost state (the PLC is {state})")
+        self._changed()
+        self._notify_deviation(deviation_id)
+        return deviation_id
+
     async def _reconnected(self, batch_id: str) -> None:
         state = await self.link.state_or_none()
         self.audit.record_now(
@@ -451,6 +543,12 @@ class RunSupervision(EngineCore):
             details={"plc_state": state},
         )
         info = self.get(batch_id)
+        if (
+            state is not None
+            and state not in RUN_KNOWN_STATES
+            and await self._run_in_progress(info)
+        ):
+            self._plc_lost_state(batch_id, info.current_step, state)
         if info.status is BatchStatus.HELD and state in HOLDABLE_STATES:
             with contextlib.suppress(PlcCommandFailed):
                 await self.link.command(SYSTEM, batch_id, info.current_step, "hold")
@@ -473,6 +571,7 @@ class RunSupervision(EngineCore):
             info = batch_info(row)
             if info.current_step >= info.step_count:
                 return
+            stops = record.code in EQUIPMENT_STOPPING_ALARMS
             deviation_id = self._open_deviation(
                 conn,
                 SYSTEM,
@@ -481,11 +580,19 @@ class RunSupervision(EngineCore):
                 self._step_id(info),
                 DeviationSpec(
                     DeviationKind.ALARM,
-                    f"alarm {record.code} ({record.message}) during the step",
+                    f"alarm {record.code} ({record.message}) during the step"
+                    + ("; the PLC stopped the blender: batch held" if stops else ""),
                     expected="no alarm",
                     actual=record.code,
                     alarm_id=record.alarm_id,
                 ),
             )
+            if stops and info.status is BatchStatus.RUNNING:
+                self._set_held(
+                    conn,
+                    SYSTEM,
+                    info,
+                    f"the PLC stopped the blender: {record.message} ({record.code})",
+                )
         self._changed()
         self._notify_deviation(deviation_id)

@@ -88,6 +88,8 @@ async def test_restart_finds_a_run_the_plc_no_longer_knows(
     [mismatch] = restarted.deviations(BATCH)
     assert mismatch.kind is DeviationKind.PLC_MISMATCH and mismatch.step_id == "blend"
     assert (mismatch.expected, mismatch.actual) == ("Execute", "Stopped")
+    assert mismatch.description.startswith("PLC lost state")
+    assert recovered.status is BatchStatus.HELD  # Resume restores the PLC first
     assert ("batch.recovered", BATCH, None) in audit_actions(site, "batch.recovered")
     assert verify_chain(site).ok
 
