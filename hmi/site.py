@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from hmi import __version__
 from hmi.audit import binding
@@ -22,6 +22,7 @@ from hmi.audit.chain import SYSTEM, AuditLog
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.keys import Signer, create_key_pair, load_signer, write_secret_file
 from hmi.audit.tables import audit_event
+from hmi.audit.verify import KEY_ENROLLED
 from hmi.clock import Clock, SystemClock, to_utc_text
 from hmi.config import (
     CONFIG_FILE_NAME,
@@ -449,6 +450,30 @@ def _record_config_change(site: Site) -> None:
     )
 
 
+def record_key_enrolment(audit: AuditLog, conn: Connection, settings: Settings) -> None:
+    """The terminal's key enrolment, as an event of its own chain (``audit.key.enrolled``,
+    docs/audit-format.md §8): the key, its fingerprint and where its public key was exported,
+    written in the transaction that registers the terminal."""
+    public = audit.signer.public
+    audit.record(
+        conn,
+        KEY_ENROLLED,
+        SYSTEM,
+        entity=("terminal", audit.terminal_id),
+        reason="the terminal's signing key, created by hmi init",
+        details={
+            "algorithm": "ed25519",
+            "key_id": public.key_id,
+            "public_key": public.raw.hex(),
+            "public_key_sha256": hashlib.sha256(public.raw).hexdigest(),
+            "public_key_file": str(settings.public_key_path.relative_to(settings.data_dir))
+            if settings.public_key_path.is_relative_to(settings.data_dir)
+            else str(settings.public_key_path),
+            "terminal_id": audit.terminal_id,
+        },
+    )
+
+
 def site_exists(data_dir: Path) -> bool:
     return (data_dir / CONFIG_FILE_NAME).exists() or (data_dir / "hmi.db").exists()
 
@@ -494,6 +519,7 @@ def init_site(
     site = Site(settings, engine, signer, audit, clock)
     with audit.transaction() as conn:
         audit.register_terminal(conn)
+        record_key_enrolment(audit, conn, settings)
         audit.record(
             conn,
             "site.initialised",

@@ -22,6 +22,14 @@ class WitnessError(Exception):
     """The witness file cannot be written or read."""
 
 
+#: Checkpoint versions (``"v"``) this release reads and writes.
+VERSION = 1
+VERSIONS = frozenset({VERSION})
+FIELDS = frozenset(
+    {"key_id", "reason", "row_hash", "seq", "signature", "terminal", "ts", "type", "v"}
+)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A signed statement of one chain head."""
@@ -45,18 +53,34 @@ class Checkpoint:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.body(), "signature": self.signature, "type": "checkpoint", "v": 1}
+        return {**self.body(), "signature": self.signature, "type": "checkpoint", "v": VERSION}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        """A checkpoint line as the format defines it (docs/audit-format.md §3): exactly its
+        keys, ``"type":"checkpoint"``, a known version, text and an integer seq."""
+        if not isinstance(data, dict):
+            raise ValueError("a checkpoint is a JSON object")
+        if data.get("type") != "checkpoint":
+            raise ValueError(f"not a checkpoint (type {data.get('type')!r})")
+        if data.get("v") not in VERSIONS or type(data.get("v")) is not int:
+            raise ValueError(f"unknown checkpoint version {data.get('v')!r}")
+        if set(data) != FIELDS:
+            raise ValueError(f"a checkpoint has exactly the keys {', '.join(sorted(FIELDS))}")
+        seq = data["seq"]
+        if type(seq) is not int or not 0 < seq <= canonical.MAX_SAFE_INTEGER:
+            raise ValueError(f"seq {seq!r} is not a positive integer")
+        texts = [data[name] for name in ("terminal", "row_hash", "ts", "key_id", "reason")]
+        if not all(type(value) is str for value in [*texts, data["signature"]]):
+            raise ValueError("terminal, row_hash, ts, key_id, reason and signature are text")
         return cls(
-            terminal=str(data["terminal"]),
-            seq=int(data["seq"]),
-            row_hash=str(data["row_hash"]),
-            ts=str(data["ts"]),
-            key_id=str(data["key_id"]),
-            reason=str(data["reason"]),
-            signature=str(data["signature"]),
+            terminal=data["terminal"],
+            seq=seq,
+            row_hash=data["row_hash"],
+            ts=data["ts"],
+            key_id=data["key_id"],
+            reason=data["reason"],
+            signature=data["signature"],
         )
 
     def signature_valid(self, key: PublicKey | None) -> bool:
@@ -83,12 +107,30 @@ class WitnessFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def append(self, checkpoint: Checkpoint) -> None:
-        line = (canonical.dumps(checkpoint.to_json()) + "\n").encode("utf-8")
+    def create(self) -> None:
+        """Create the file (and its folder) when a site is created; :meth:`append` never does."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            raise WitnessError(f"cannot create the witness file {self.path}: {exc}") from exc
+
+    def append(self, checkpoint: Checkpoint) -> None:
+        """Append one checkpoint. A missing file (or folder) is an error, never recreated in
+        silence: a new file would hide every checkpoint the lost one held."""
+        line = (canonical.dumps(checkpoint.to_json()) + "\n").encode("utf-8")
+        try:
             try:
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                raise WitnessError(
+                    f"the witness file {self.path} is missing (removed or moved?); it is not"
+                    " recreated: put back its copy, then run hmi audit verify"
+                ) from None
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # a torn last line (a crash mid-write) stays on its own
                 os.write(fd, line)
                 os.fsync(fd)
             finally:
@@ -97,20 +139,69 @@ class WitnessFile:
             raise WitnessError(f"cannot append to the witness file {self.path}: {exc}") from exc
 
     def read(self) -> tuple[list[Checkpoint], list[str]]:
-        """All checkpoints, plus a problem for each unreadable line (never silently skipped)."""
-        if not self.path.exists():
-            return [], []
-        checkpoints: list[Checkpoint] = []
-        problems: list[str] = []
+        """All checkpoints, plus a problem for each unreadable line (never silently skipped).
+        A torn last line (see :meth:`read_all`) is left out of both."""
+        found = self.read_all()
+        return found.checkpoints, found.problems
+
+    def read_all(self) -> WitnessRead:
+        """All checkpoints; a problem for each line that is not a checkpoint in canonical form;
+        and, apart, a torn last line: one with no newline after it that is not a complete
+        checkpoint, which is what a terminal stopped in the middle of a write leaves."""
+        return read_checkpoint_lines(self.path)
+
+
+@dataclass
+class WitnessRead:
+    checkpoints: list[Checkpoint]
+    problems: list[str]
+    #: the torn last line's number, if there is one
+    torn_line: int | None = None
+    #: the line number of each checkpoint (same order as ``checkpoints``)
+    line_numbers: list[int] | None = None
+
+
+def read_checkpoint_lines(path: Path) -> WitnessRead:
+    """Read a file of checkpoint lines (the witness file, or a copy of it kept elsewhere)."""
+    if not path.exists():
+        return WitnessRead([], [])
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return WitnessRead([], [f"cannot read the witness file {path}: {exc}"])
+    checkpoints: list[Checkpoint] = []
+    numbers: list[int] = []
+    problems: list[str] = []
+    torn: int | None = None
+    lines = text.split("\n")
+    complete = lines[:-1]  # the part after the last newline is "" unless the end is torn
+    for number, line in enumerate(complete, start=1):
+        if not line:
+            problems.append(f"{path}:{number}: an empty line")
+            continue
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            return [], [f"cannot read the witness file {self.path}: {exc}"]
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                checkpoints.append(Checkpoint.from_json(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as exc:
-                problems.append(f"{self.path}:{number}: unreadable checkpoint line ({exc})")
-        return checkpoints, problems
+            data = json.loads(line)
+            point = Checkpoint.from_json(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{path}:{number}: unreadable checkpoint line ({exc})")
+            continue
+        if canonical.dumps(point.to_json()) != line:
+            problems.append(f"{path}:{number}: checkpoint line not in canonical form")
+            continue
+        checkpoints.append(point)
+        numbers.append(number)
+    tail = lines[-1]
+    if tail:
+        # No newline after it: complete (the newline alone was lost) or torn mid-write.
+        try:
+            point = Checkpoint.from_json(json.loads(tail))
+        except (ValueError, KeyError, TypeError):
+            torn = len(lines)
+        else:
+            if canonical.dumps(point.to_json()) == tail:
+                checkpoints.append(point)
+                numbers.append(len(lines))
+            else:
+                problems.append(f"{path}:{len(lines)}: checkpoint line not in canonical form")
+    return WitnessRead(checkpoints, problems, torn, numbers)

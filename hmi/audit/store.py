@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +220,7 @@ def _verify_rows_of(
     anchors: dict[str, Checkpoint],
     terminal: str | None,
     workers: int | None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> None:
     workers = workers or default_workers()
     sqlite_file = _sqlite_file(engine)
@@ -228,7 +228,7 @@ def _verify_rows_of(
     if sqlite_file and id_range and id_range[1] - id_range[0] >= _PARALLEL_FROM:
         verify_sqlite_file(
             sqlite_file, id_range, trusted=trusted, checkpoints=checkpoints, anchors=anchors,
-            terminal=terminal, workers=workers, report=report,
+            terminal=terminal, workers=workers, report=report, meanwhile=meanwhile,
         )  # fmt: skip
     else:
         rows = iter_rows(
@@ -236,7 +236,7 @@ def _verify_rows_of(
         )
         verify_rows(
             rows, trusted=trusted, checkpoints=checkpoints, anchors=anchors, workers=workers,
-            report=report,
+            report=report, meanwhile=meanwhile,
         )  # fmt: skip
 
 
@@ -295,15 +295,15 @@ def verify_database(
     report.incremental_from = {t: a.seq for t, a in anchors.items()}
     rows_report = VerifyReport()
     try:
-        with collection_paused(), ThreadPoolExecutor(max_workers=1) as side:
+        with collection_paused():
             # The business-row cross-check runs while the worker processes check the chains
-            # (this process mostly waits for them meanwhile), so the cores share both.
-            rows_done = (
-                side.submit(check_business_rows, engine, rows_report) if terminal is None else None
-            )
-            _verify_rows_of(engine, report, trusted, checkpoints, anchors, terminal, workers)
-            if rows_done is not None:
-                rows_done.result()
+            # (this process mostly waits for them meanwhile), so the cores share both. It runs
+            # once they are started, never in a thread beside the fork: a process forked while
+            # another of its threads is inside SQLite can hang.
+            _verify_rows_of(
+                engine, report, trusted, checkpoints, anchors, terminal, workers,
+                None if terminal is not None else lambda: check_business_rows(engine, rows_report),
+            )  # fmt: skip
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_db_error(exc)) from exc
     if witness is not None:

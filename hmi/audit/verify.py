@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import os
+import re
 import sqlite3
 import struct
 import time
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from multiprocessing import get_context
 from typing import Any
@@ -27,7 +30,7 @@ from nacl.exceptions import BadSignatureError
 from hmi.audit import canonical
 from hmi.audit.checkpoint import Checkpoint
 from hmi.audit.hashing import GENESIS_PREV_HASH, chain_prefix, content_text
-from hmi.audit.keys import PublicKey
+from hmi.audit.keys import KeyFileError, PublicKey
 
 #: Column order of an event row as the verifier takes it.
 ROW_FIELDS = (
@@ -36,6 +39,15 @@ ROW_FIELDS = (
     "details", "prev_hash", "row_hash", "key_id", "signature",
 )  # fmt: skip
 _I = {name: index for index, name in enumerate(ROW_FIELDS)}
+
+#: The first event of every chain, which enrols the chain's first key.
+GENESIS_ACTION = "audit.chain.started"
+#: A key enrolled for a terminal (at ``hmi init``, and at any later change of key).
+KEY_ENROLLED = "audit.key.enrolled"
+#: The details of a genesis event: exactly these keys (docs/audit-format.md §2).
+GENESIS_DETAILS = frozenset(
+    {"algorithm", "key_id", "public_key", "software_version", "terminal_id"}
+)
 
 Row = tuple[Any, ...]
 
@@ -54,7 +66,10 @@ class Kind(StrEnum):
     FORKED = "forked"
     TIME_BACKWARDS = "time_backwards"
     BAD_GENESIS = "bad_genesis"
+    BAD_ENROLMENT = "bad_enrolment"
+    UNENROLLED_KEY = "unenrolled_key"
     BAD_CHECKPOINT = "bad_checkpoint"
+    FORMAT = "format"
     WITNESS = "witness"
     BUNDLE = "bundle"
     ROW_EDITED = "row_edited"
@@ -101,6 +116,8 @@ class VerifyReport:
     checkpoints_checked: int = 0
     seconds: float = 0.0
     incremental_from: dict[str, int] = field(default_factory=dict)
+    #: What the reader should know that is not a problem (e.g. a torn last witness line).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -129,6 +146,7 @@ class VerifyReport:
                 for name, c in sorted(self.chains.items())
             },
             "problems": [p.to_json() for p in self.problems],
+            "notes": list(self.notes),
         }
 
 
@@ -152,22 +170,93 @@ def collection_paused() -> Iterator[None]:
 # -- per-row checks (run in worker processes) ------------------------------------------
 
 OK, MODIFIED, BAD_SIG, UNKNOWN_KEY = 0, 1, 2, 3
+#: The low bits of a status; the bits above say which stored field is not in the form
+#: docs/audit-format.md §2 requires (reported as ``format`` even when hash and signature hold).
+STATUS_MASK = 7
+F_DETAILS, F_TS, F_PREV_HASH, F_ACTION, F_TERMINAL, F_ACTOR, F_SEQ = (
+    8, 16, 32, 64, 128, 256, 512
+)  # fmt: skip
+FORMAT_PROBLEMS = (
+    (F_DETAILS, "details is not the canonical JSON text of an object (docs/audit-format.md §1)"),
+    (F_TS, "ts is not a real UTC time written as YYYY-MM-DDTHH:MM:SS.ffffffZ"),
+    (F_PREV_HASH, "prev_hash is not 64 lower-case hex characters"),
+    (F_ACTION, "action is not a dotted lower-case name"),
+    (F_TERMINAL, "terminal_id is not 2-32 characters A-Z, 0-9, '-' or '_'"),
+    (F_ACTOR, "actor_id or actor_role is not text"),
+    (F_SEQ, "seq is not an integer between 1 and 2^53 - 1"),
+)
 
 
 _DETAILS = _I["details"]
-_SEQ, _TS, _KEY_ID, _ROW_HASH, _PREV_HASH = (
-    _I["seq"], _I["ts"], _I["key_id"], _I["row_hash"], _I["prev_hash"]
+_SEQ, _TS, _KEY_ID, _ROW_HASH, _PREV_HASH, _ACTION = (
+    _I["seq"], _I["ts"], _I["key_id"], _I["row_hash"], _I["prev_hash"], _I["action"]
 )  # fmt: skip
 _U64 = struct.Struct(">Q").pack
+_MAX_SEQ = canonical.MAX_SAFE_INTEGER
+
+#: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` with every field in range (ASCII digits only); the day is
+#: checked against its month separately, and only when it is above 28.
+_TS_FORM = re.compile(
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z"
+).fullmatch
+_ACTION_FORM = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+").fullmatch
+_TERMINAL_FORM = re.compile(r"[A-Z0-9][A-Z0-9_-]{1,31}").fullmatch
+#: Integers longer than 15 digits may be beyond ±(2^53 − 1): checked exactly (rare).
+_LONG_NUMBER = re.compile(r"[0-9]{16}").search
+
+
+def _refuse(literal: str) -> Any:
+    raise ValueError(f"not canonical JSON: {literal}")
+
+
+_DECODE = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse).decode
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def real_day(ts: str) -> bool:
+    """A day above 28 exists in its month (the form itself is checked by the pattern)."""
+    try:
+        datetime(int(ts[0:4]), int(ts[5:7]), int(ts[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+def ts_in_form(ts: object) -> bool:
+    """``ts`` is exactly ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` and a real UTC time."""
+    return type(ts) is str and _TS_FORM(ts) is not None and (ts[8:10] <= "28" or real_day(ts))
+
+
+def details_in_form(details: object) -> bool:
+    """``details`` is the canonical JSON text of an object, byte for byte (§1): parsing it
+    and writing it again canonically gives the same text; no float, no NaN, no duplicate key,
+    integers within ±(2^53 − 1)."""
+    if details == "{}":
+        return True
+    if type(details) is not str:
+        return False
+    try:
+        value = _DECODE(details)
+        if type(value) is not dict or _ENCODE(value) != details:
+            return False
+        if _LONG_NUMBER(details) is not None:
+            return canonical.dumps(value) == details  # refuses integers beyond ±(2^53 − 1)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
-    """Status of each row: its hash matches its content, and its signature its hash.
+    """Status of each row: its hash matches its content, its stored fields are in canonical
+    form, and its signature matches its hash.
 
     This is the hot path of verification: no dictionary or call per column."""
     sha256 = hashlib.sha256
     fromhex = bytes.fromhex
+    ts_form, action_form = _TS_FORM, _ACTION_FORM
     prefixes: dict[str, bytes] = {}
+    bad_terminals: set[str] = set()
     out: list[int] = []
     append = out.append
     for row in rows:
@@ -187,6 +276,8 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
             prefix = prefixes.get(terminal_id)
             if prefix is None:
                 prefix = prefixes[terminal_id] = chain_prefix(terminal_id)
+                if _TERMINAL_FORM(terminal_id) is None:
+                    bad_terminals.add(terminal_id)
             prev = fromhex(prev_hash)
             if len(prev) != 32:
                 raise ValueError("previous hash must be 32 bytes")
@@ -197,24 +288,40 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
         if digest.hex() != stored_hash:
             append(MODIFIED)
             continue
+        # The hash holds: now the form of what was hashed (a key holder could sign anything).
+        form = 0
+        if type(ts) is not str or ts_form(ts) is None or (ts[8:10] > "28" and not real_day(ts)):
+            form = F_TS
+        if details != "{}" and not details_in_form(details):
+            form |= F_DETAILS
+        if prev.hex() != prev_hash:
+            form |= F_PREV_HASH
+        if type(action) is not str or action_form(action) is None:
+            form |= F_ACTION
+        if type(seq) is not int or not 0 < seq <= _MAX_SEQ:
+            form |= F_SEQ
+        if type(actor_id) is not str or type(actor_role) is not str:
+            form |= F_ACTOR
+        if bad_terminals and terminal_id in bad_terminals:
+            form |= F_TERMINAL
         try:
             raw_signature = fromhex(signature)
         except (TypeError, ValueError):
-            append(BAD_SIG)
+            append(BAD_SIG | form)
             continue
         if len(raw_signature) != 64 or raw_signature.hex() != signature:
-            append(BAD_SIG)  # only the exact lowercase hex form is the stored signature
+            append(BAD_SIG | form)  # only the exact lowercase hex form is the stored signature
             continue
         key = keys.get(key_id)
         if key is None:
-            append(UNKNOWN_KEY)
+            append(UNKNOWN_KEY | form)
             continue
         try:  # libsodium's Ed25519, as in keys.verify_raw, without a call per row around it
             crypto_sign_open(raw_signature + digest, key)
         except (BadSignatureError, ValueError):
-            append(BAD_SIG)
+            append(BAD_SIG | form)
             continue
-        append(OK)
+        append(form)
     return out
 
 
@@ -323,10 +430,12 @@ def verify_checked(
 
 
 def _slim(row: Row) -> Row:
-    """What the chain checks need of a row already checked (details only for a chain's first)."""
+    """What the chain checks need of a row already checked (details only for a chain's first
+    event and for key enrolments)."""
     return (
         row[0], row[1], row[2], None, None, None, row[6], None, None, None, None, None, None,
-        None, row[14] if row[1] == 1 else None, row[15], row[16], row[17], None,
+        None, row[14] if (row[1] == 1 or row[6] == KEY_ENROLLED) else None, row[15], row[16],
+        row[17], None,
     )  # fmt: skip
 
 
@@ -383,6 +492,7 @@ def walk_sqlite_range(
     """Check the rows of a share and walk each terminal's chain within it; None when a
     terminal's rows are not in seq order there (the caller then sorts everything)."""
     shares: dict[str, _Share] = {}
+    trusted = {key_id: PublicKey(key_id, raw) for key_id, raw in keys.items()}
     for row, status in check_sqlite_range(path, low_id, high_id, terminal, from_seq, keys):
         name = row[0]
         try:
@@ -391,7 +501,7 @@ def walk_sqlite_range(
             return None
         share = shares.get(name)
         if share is None:
-            walk = _ChainWalk(name, {}, None, True, wanted.get(name, set()))
+            walk = _ChainWalk(name, trusted, None, True, wanted.get(name, set()))
             walk.prev_seq, walk.prev_hash, walk.prev_ts = seq, row[_ROW_HASH], row[_TS]
             shares[name] = _Share((row, status), walk, 1)
             continue
@@ -414,7 +524,10 @@ def _join(walker: _ChainWalker, shares: list[_Share]) -> bool:
         if share.rows > 1:
             walk.problems.extend(rest.problems)
             walk.events += rest.events
-            walk.key_ids |= rest.key_ids
+            for key_id, seq in rest.key_first.items():
+                walk.key_first.setdefault(key_id, seq)
+            for key_id, seq in rest.enrolled.items():
+                walk.enrolled.setdefault(key_id, seq)
             walk.found.update(rest.found)
             walk.prev_seq, walk.prev_hash = rest.prev_seq, rest.prev_hash
             walk.prev_ts = rest.prev_ts
@@ -436,8 +549,13 @@ def verify_sqlite_file(
     terminal: str | None,
     workers: int,
     report: VerifyReport,
+    meanwhile: Callable[[], None] | None = None,
 ) -> VerifyReport:
-    """Verify an SQLite database with every core reading and checking its own share."""
+    """Verify an SQLite database with every core reading and checking its own share.
+
+    ``meanwhile`` runs in this process once the worker processes are started (they are
+    forked first: a process forked while another thread of it holds SQLite's or Python's
+    locks can hang), while they check their shares."""
     started = time.perf_counter()
     keys = {key_id: key.raw for key_id, key in trusted.items()}
     from_seq = {name: point.seq for name, point in anchors.items()}
@@ -458,6 +576,8 @@ def verify_sqlite_file(
             pool.submit(walk_sqlite_range, path, a, b, terminal, from_seq, keys, dict(wanted))
             for a, b in ranges
         ]
+        if meanwhile is not None:
+            meanwhile()
         for future in futures:
             shares = future.result()
             if joined and (shares is None or not _join(walker, shares)):
@@ -482,7 +602,8 @@ def verify_sqlite_file(
 
 class _ChainWalk:
     """One terminal's chain walked in seq order, a row at a time: links, gaps, duplicates,
-    time order, the genesis event, and the stored hash at each witnessed position."""
+    time order, the genesis event, key enrolments, and the stored hash at each witnessed
+    position."""
 
     def __init__(
         self,
@@ -499,29 +620,43 @@ class _ChainWalk:
         self.wanted = wanted
         self.problems: list[Problem] = []
         self.found: dict[int, str] = {}
-        self.key_ids: set[str] = set()
+        #: every key that signed a row of the chain, with the first seq it signed
+        self.key_first: dict[str, int] = {}
+        #: every key the chain enrolled (its genesis key, ``audit.key.enrolled``), and where
+        self.enrolled: dict[str, int] = {}
         self.events = 0
         self.first_seq: int | None = None
         self.prev_seq: int | None = None
         self.prev_hash: str | None = None
         self.prev_ts: str | None = None
 
+    @property
+    def key_ids(self) -> set[str]:
+        return set(self.key_first)
+
     def add(self, kind: Kind, seq: int | None, message: str) -> None:
         self.problems.append(Problem(kind, self.terminal_id, seq, message))
 
     def feed(self, row: Row, status: int) -> None:
         seq = int(row[_SEQ])
-        self.key_ids.add(row[_KEY_ID])
+        key_id = row[_KEY_ID]
+        if key_id not in self.key_first:
+            self.key_first[key_id] = seq
         if status != OK:
-            if status == MODIFIED:
+            base = status & STATUS_MASK
+            if base == MODIFIED:
                 self.add(Kind.MODIFIED, seq, "content does not match its hash")
-            elif status == BAD_SIG:
+            elif base == BAD_SIG:
                 self.add(Kind.BAD_SIGNATURE, seq, "signature does not match the row hash")
-            elif status == UNKNOWN_KEY:
+            elif base == UNKNOWN_KEY:
                 self.add(
                     Kind.UNKNOWN_KEY, seq,
-                    f"signed by key {row[_KEY_ID]}, which is not a trusted key",
+                    f"signed by key {key_id}, which is not a trusted key",
                 )  # fmt: skip
+            if status > STATUS_MASK:
+                for bit, message in FORMAT_PROBLEMS:
+                    if status & bit:
+                        self.add(Kind.FORMAT, seq, message)
         prev_seq = self.prev_seq
         if prev_seq is None:
             self.first_seq = seq
@@ -535,7 +670,9 @@ class _ChainWalk:
             elif not self.partial:
                 if seq != 1:
                     self.add(Kind.GAP, 1, f"chain starts at seq {seq}, not 1")
-                _check_genesis(self.add, row, self.trusted)
+                genesis_key = _check_genesis(self.add, row, self.trusted)
+                if genesis_key is not None:
+                    self.enrolled.setdefault(genesis_key, seq)
         else:
             if seq == prev_seq:
                 self.add(Kind.DUPLICATE, seq, "sequence number appears twice")
@@ -554,12 +691,38 @@ class _ChainWalk:
                     Kind.TIME_BACKWARDS, seq,
                     f"timestamp {row[_TS]} is earlier than the previous {prev_ts}",
                 )  # fmt: skip
+        if row[_ACTION] == KEY_ENROLLED:
+            enrolled = _check_enrolment(self.add, row, self.trusted)
+            if enrolled is not None:
+                self.enrolled.setdefault(enrolled, seq)
         self.events += 1
         self.prev_seq, self.prev_hash, self.prev_ts = seq, row[_ROW_HASH], row[_TS]
         if seq in self.wanted:
             self.found[seq] = self.prev_hash
 
+    def _check_keys_enrolled(self) -> None:
+        """Every trusted key that signed a row was enrolled in this chain at or before its
+        first row (checked only on a walk that starts at the genesis event)."""
+        if self.first_seq != 1 or self.partial or self.anchor is not None:
+            return
+        for key_id, first in sorted(self.key_first.items(), key=lambda item: item[1]):
+            if key_id not in self.trusted:
+                continue  # reported as unknown_key on each of its rows
+            at = self.enrolled.get(key_id)
+            if at is None:
+                self.add(
+                    Kind.UNENROLLED_KEY, first,
+                    f"signed by key {key_id}, which this chain never enrolled (no"
+                    f" {GENESIS_ACTION} or {KEY_ENROLLED} event names it)",
+                )  # fmt: skip
+            elif at > first:
+                self.add(
+                    Kind.UNENROLLED_KEY, first,
+                    f"signed by key {key_id} before the chain enrolled it at seq {at}",
+                )  # fmt: skip
+
     def close(self, report: VerifyReport) -> None:
+        self._check_keys_enrolled()
         report.problems.extend(self.problems)
         summary = report.chains.setdefault(self.terminal_id, ChainSummary(self.terminal_id))
         summary.events += self.events
@@ -614,26 +777,87 @@ class _ChainWalker:
         return report
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
+
+
+def _stated_key(details: Any, row: Row) -> tuple[str | None, str]:
+    """The key an event's details state (genesis or enrolment): its key id, or None and why."""
+    if not isinstance(details, dict):
+        return None, "its details are not a JSON object"
+    if details.get("algorithm") != "ed25519":
+        return None, "its algorithm is not ed25519"
+    raw = details.get("public_key")
+    if not isinstance(raw, str) or _HEX64(raw) is None:
+        return None, "it does not carry a public key (64 lower-case hex characters)"
+    try:
+        key_id = PublicKey.from_raw(bytes.fromhex(raw)).key_id
+    except (ValueError, KeyFileError):
+        return None, "it does not carry a public key"
+    if details.get("key_id") != key_id:
+        return None, f"its key_id {details.get('key_id')!r} is not the id of its public key"
+    if details.get("terminal_id") != row[_I["terminal_id"]]:
+        return None, f"it names terminal {details.get('terminal_id')!r}, not its own chain's"
+    return key_id, ""
+
+
 def _check_genesis(
     add: Callable[[Kind, int | None, str], None], row: Row, trusted: dict[str, PublicKey]
-) -> None:
+) -> str | None:
+    """The first event of a chain; returns the key it enrols when it is well formed."""
     seq = int(row[_I["seq"]])
     if row[_I["prev_hash"]] != GENESIS_PREV_HASH:
         add(Kind.BAD_GENESIS, seq, "first event does not start from the zero hash")
-    if row[_I["action"]] != "audit.chain.started":
-        add(Kind.BAD_GENESIS, seq, "first event is not audit.chain.started")
-        return
+    if row[_I["action"]] != GENESIS_ACTION:
+        add(Kind.BAD_GENESIS, seq, f"first event is not {GENESIS_ACTION}")
+        return None
     try:
         details = canonical.loads(row[_I["details"]])
-        key = PublicKey.from_raw(bytes.fromhex(details["public_key"]))
-    except (ValueError, KeyError, TypeError):
-        add(Kind.BAD_GENESIS, seq, "first event does not carry a public key")
-        return
-    if key.key_id not in trusted:
+    except (ValueError, TypeError):
+        details = None
+    key_id, why = _stated_key(details, row)
+    if key_id is None:
+        add(Kind.BAD_GENESIS, seq, f"first event is not well formed: {why}")
+        return None
+    assert isinstance(details, dict)
+    if set(details) != GENESIS_DETAILS or not isinstance(details.get("software_version"), str):
+        add(
+            Kind.BAD_GENESIS, seq,
+            "first event is not well formed: its details must hold exactly algorithm, key_id,"
+            " public_key, software_version (text) and terminal_id",
+        )  # fmt: skip
+    if key_id != row[_KEY_ID]:
+        add(
+            Kind.BAD_GENESIS, seq,
+            f"the chain was started with key {key_id}, but the event is signed by"
+            f" {row[_KEY_ID]}",
+        )  # fmt: skip
+    if key_id not in trusted:
         add(
             Kind.UNTRUSTED_KEY, seq,
-            f"the chain was started with key {key.key_id}, which is not a trusted key",
+            f"the chain was started with key {key_id}, which is not a trusted key",
         )  # fmt: skip
+    return key_id
+
+
+def _check_enrolment(
+    add: Callable[[Kind, int | None, str], None], row: Row, trusted: dict[str, PublicKey]
+) -> str | None:
+    """An ``audit.key.enrolled`` event; returns the key it enrols when it is well formed."""
+    seq = int(row[_I["seq"]])
+    try:
+        details = canonical.loads(row[_I["details"]])
+    except (ValueError, TypeError):
+        details = None
+    key_id, why = _stated_key(details, row)
+    if key_id is None:
+        add(Kind.BAD_ENROLMENT, seq, f"key enrolment is not well formed: {why}")
+        return None
+    if key_id not in trusted:
+        add(
+            Kind.UNTRUSTED_KEY, seq,
+            f"the chain enrols key {key_id}, which is not a trusted key",
+        )  # fmt: skip
+    return key_id
 
 
 def _verify_checkpoints(
@@ -651,10 +875,17 @@ def _verify_checkpoints(
     for point in points:
         report.checkpoints_checked += 1
         summary.checkpoints += 1
+        if point.key_id not in trusted:
+            report.add(
+                Kind.BAD_CHECKPOINT, terminal_id, point.seq,
+                f"witnessed checkpoint ({point.ts}) is signed by key {point.key_id}, which is"
+                " not a trusted key",
+            )  # fmt: skip
+            continue
         if not point.signature_valid(trusted.get(point.key_id)):
             report.add(
                 Kind.BAD_CHECKPOINT, terminal_id, point.seq,
-                f"witnessed checkpoint ({point.ts}) has an invalid or untrusted signature",
+                f"witnessed checkpoint ({point.ts}) has an invalid signature",
             )  # fmt: skip
             continue
         if point.seq > last_seq:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hmi.commands.acting import Acting, acting_user
 from hmi.commands.errors import CommandError, data_dir
+
+if TYPE_CHECKING:
+    from hmi.audit.checkpoint import Checkpoint
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -22,7 +24,15 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "verify",
         parents=[parent],
         help="check every hash, link, signature and witnessed checkpoint",
-        description="Exit status 0 only when everything is intact.",
+        description="Checks the site's audit trail (or, with --bundle, an exported copy) as"
+        " docs/audit-format.md specifies: every hash, link, signature, stored form, key"
+        " enrolment and witnessed checkpoint, and with --against every position a copy held"
+        " elsewhere vouches for. It only reads: nothing is written to the database it checks"
+        " (a review of the trail is signed with 'hmi audit review').",
+        epilog="Exit status: 0 intact; 1 problems found (each named with its kind and place);"
+        " 2 cannot verify (a database or file missing or unreadable, not a bundle or a"
+        " checkpoint file, a format version this verifier does not know, a bad --trust-key, or"
+        " an unknown --terminal).",
     )
     verify.add_argument(
         "--bundle", type=Path, metavar="FILE", help="verify an exported bundle offline"
@@ -33,7 +43,19 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PEM",
-        help="public key to trust (repeatable); strict check of a bundle's keys",
+        help="a published public key file, or a folder of them (repeatable): only these keys"
+        " are trusted; without it the keys found in the site folder (or the bundle) are, and"
+        " their fingerprints are printed to compare with the published ones",
+    )
+    verify.add_argument(
+        "--against",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an earlier copy held elsewhere (a bundle, a copy of the witness file, or the"
+        " chain head file written beside a CSV export; repeatable): the trail must still"
+        " extend every position it holds",
     )
     verify.add_argument("--json", action="store_true", help="machine-readable report")
     verify.add_argument(
@@ -97,15 +119,22 @@ def parse_time(text: str | None, *, end: bool = False) -> str | None:
     return to_utc_text(moment.astimezone(UTC))
 
 
-def _print_report(report: Any, source: str, as_json: bool) -> None:
+def _print_report(report: Any, source: str, as_json: bool, trust: Any) -> None:
     if as_json:
-        print(json.dumps({"source": source, **report.to_json()}, indent=2))
+        print(
+            json.dumps({"source": source, "trust": trust.to_json(), **report.to_json()}, indent=2)
+        )
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False)
-    console.print(f"[bold]Audit trail verification[/bold]: {source}")
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    console.print(f"[bold]Audit trail verification[/bold]: {escape(source)}")
+    for line in trust.lines():
+        console.print(f"  {escape(line)}")
     for name, chain in sorted(report.chains.items()):
         span = f"seq {chain.first_seq}–{chain.last_seq}" if chain.events else "no events"
         keys = ", ".join(sorted(chain.key_ids))
@@ -120,6 +149,8 @@ def _print_report(report: Any, source: str, as_json: bool) -> None:
     if report.incremental_from:
         starts = ", ".join(f"{t} from seq {s}" for t, s in report.incremental_from.items())
         console.print(f"  incremental: {starts}")
+    for note in report.notes:
+        console.print(f"  note: {escape(note)}")
     console.print(f"  {report.rows_checked} events checked in {report.seconds:.2f} s")
     if report.ok and report.incremental_from:
         console.print(
@@ -140,109 +171,131 @@ def _print_report(report: Any, source: str, as_json: bool) -> None:
             problem.terminal or "-",
             "-" if problem.seq is None else str(problem.seq),
             str(problem.kind),
-            problem.message,
+            escape(problem.message),
         )
     console.print(table)
     console.print("[red bold]NOT INTACT[/]: the records above cannot be trusted as they are.")
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from hmi.audit.store import trusted_keys
+    """Verify, reading only; exit 0 intact, 1 problems found, 2 cannot verify."""
+    from hmi.audit.anchors import AnchorError, load_trust
+    from hmi.audit.bundle import BundleError
+    from hmi.db import DatabaseError
 
-    extra = trusted_keys(args.trust_key) if args.trust_key else {}
-    if args.bundle is not None:
-        from hmi.ebr.bundle import verify_bundle_file
+    given = load_trust(args.trust_key) if args.trust_key else None  # KeyFileError: exit 2
+    for path in args.against:
+        if not path.is_file():
+            raise CommandError(f"cannot verify against {path}: no such file", 2)
+    try:
+        if args.bundle is not None:
+            return _verify_bundle(args, given)
+        return _verify_site(args, given)
+    except (BundleError, AnchorError, DatabaseError) as exc:
+        raise CommandError(f"cannot verify: {exc}", 2) from None
 
-        report, contents = verify_bundle_file(
-            args.bundle, trust=extra or None, workers=args.workers
-        )
-        if not args.trust_key and not args.json:
-            ids = ", ".join(sorted(contents.keys)) or "none"
-            print(
-                f"note: checked against the bundle's own keys ({ids}); compare these fingerprints"
-                " with the site's published key or pass --trust-key"
-            )
-        _print_report(report, str(args.bundle), args.json)
-        return 0 if report.ok else 1
 
-    from hmi.audit.chain import SYSTEM, AuditWriteError
+def _verify_bundle(args: argparse.Namespace, given: Any) -> int:
+    from hmi.audit.anchors import BundleChains, bundle_trust, check_against, read_against
+    from hmi.ebr.bundle import verify_bundle_file
+
+    report, contents = verify_bundle_file(
+        args.bundle, trust=None if given is None else given.keys, workers=args.workers
+    )
+    trust = given or bundle_trust(contents.keys)
+    if args.against:
+        copies = [read_against(path, trust.keys) for path in args.against]
+        check_against(report, copies, BundleChains(contents), args.terminal)
+    _print_report(report, str(args.bundle), args.json, trust)
+    return 0 if report.ok else 1
+
+
+def _verify_site(args: argparse.Namespace, given: Any) -> int:
+    from hmi.audit.anchors import read_against, site_trust
     from hmi.audit.checkpoint import WitnessFile
-    from hmi.audit.store import VerifyState, verify_database
+    from hmi.audit.store import VerifyState, has_chain, verify_database
+    from hmi.db import redact_url
     from hmi.site import open_site
 
+    # Opened to observe only: no upgrade, no start-up or shutdown checkpoint, no event.
     site = open_site(data_dir(args), upgrade=False, witness=False)
-    settings = site.settings
-    trusted = trusted_keys([settings.public_key_path])
-    trusted_dir = settings.data_dir / "keys" / "trusted"
-    if trusted_dir.is_dir():
-        trusted.update(trusted_keys([trusted_dir]))
-    trusted.update(extra)
-    report = verify_database(
-        site.engine,
-        trusted=trusted,
-        witness=WitnessFile(settings.witness_path),
-        terminal=args.terminal,
-        state=VerifyState(settings.data_dir / "audit-verify-state.json", site.signer),
-        incremental=args.incremental,
-        workers=args.workers,
-    )
-    from hmi.db import redact_url
-
-    _print_report(report, redact_url(settings.database_url), args.json)
     try:
-        site.audit.record_now(
-            "audit.verify.passed" if report.ok else "audit.verify.failed",
-            SYSTEM,
-            details={
-                "incremental": args.incremental,
-                "problems": len(report.problems),
-                "rows_checked": report.rows_checked,
-                "first_problems": [p.to_json() for p in report.problems[:20]],
-                "os_user": getpass.getuser(),
-            },
+        settings = site.settings
+        trust = given or site_trust(
+            settings.public_key_path, settings.data_dir / "keys" / "trusted"
         )
-    except AuditWriteError as exc:
-        print(f"note: the verification itself could not be recorded: {exc}", file=sys.stderr)
-    site.close()
+        if args.terminal is not None and not has_chain(site.engine, args.terminal):
+            raise CommandError(f"no chain for terminal {args.terminal} in this database", 2)
+        copies = [read_against(path, trust.keys) for path in args.against]
+        report = verify_database(
+            site.engine,
+            trusted=trust.keys,
+            witness=WitnessFile(settings.witness_path),
+            terminal=args.terminal,
+            state=VerifyState(settings.data_dir / "audit-verify-state.json", site.signer),
+            incremental=args.incremental,
+            workers=args.workers,
+            against=copies,
+        )
+        _print_report(report, redact_url(settings.database_url), args.json, trust)
+    finally:
+        site.close()
     return 0 if report.ok else 1
 
 
 def run_export(args: argparse.Namespace) -> int:
-    if args.out.exists():
-        raise CommandError(
-            f"{args.out} already exists; an exported copy is never overwritten, choose a new name",
-            2,
-        )
+    fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "bundle")
+    for path in (args.out, *([heads_file(args.out)] if fmt == "csv" else [])):
+        if path.exists():
+            raise CommandError(
+                f"{path} already exists; an exported copy is never overwritten, choose a new name",
+                2,
+            )
     if not args.out.parent.is_dir():
         raise CommandError(f"the folder {args.out.parent} does not exist", 2)
     ts_from, ts_to = parse_time(args.ts_from), parse_time(args.ts_to, end=True)
     with acting_user(args, "audit.export", what="QA or administrator") as acting:
-        return _export(args, acting, ts_from, ts_to)
+        return _export(args, acting, fmt, ts_from, ts_to)
+
+
+def heads_file(out: Path) -> Path:
+    """Where a CSV export's signed chain heads go: checkpoint lines, beside the CSV."""
+    return out.with_name(out.name + ".head.jsonl")
 
 
 def _export(
-    args: argparse.Namespace, acting: Acting, ts_from: str | None, ts_to: str | None
+    args: argparse.Namespace, acting: Acting, fmt: str, ts_from: str | None, ts_to: str | None
 ) -> int:
     from hmi.audit.bundle import write_bundle, write_csv
     from hmi.audit.checkpoint import WitnessFile
-    from hmi.audit.store import load_rows
+    from hmi.audit.store import chain_heads, heads_details, load_rows
     from hmi.clock import to_utc_text
 
     site = acting.site
-    rows = load_rows(site.engine, terminal=args.terminal, ts_from=ts_from, ts_to=ts_to)
+    created_at = to_utc_text(site.clock.now())
+    # The heads first: the copy holds events up to them, so it is exactly what they sign.
+    terminals = None if args.terminal is None else [args.terminal]
+    heads = chain_heads(site.engine, site.signer, created_at, terminals)
+    limit = {point.terminal: point.seq for point in heads}
+    rows = [
+        row
+        for row in load_rows(site.engine, terminal=args.terminal, ts_from=ts_from, ts_to=ts_to)
+        if row[1] <= limit.get(row[0], 0)
+    ]
     if not rows:
         raise CommandError("no audit events match that range; nothing was exported", 1)
-    fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "bundle")
+    spans: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        low, high = spans.get(row[0], (row[1], row[1]))
+        spans[row[0]] = (min(low, row[1]), max(high, row[1]))
+    heads = [point for point in heads if point.terminal in spans]
+    digest = None
     if fmt == "csv":
         write_csv(args.out, rows)
-        digest = None
+        write_heads(heads_file(args.out), heads)
     else:
         from hmi.audit.store import trusted_keys
 
-        spans: dict[str, tuple[int, int]] = {}
-        for row in rows:
-            low, high = spans.get(row[0], (row[1], row[1]))
-            spans[row[0]] = (min(low, row[1]), max(high, row[1]))
         points, _ = WitnessFile(site.settings.witness_path).read()
         points = [
             p
@@ -254,7 +307,7 @@ def _export(
             args.out,
             signer=site.signer,
             header={
-                "created_at": to_utc_text(site.clock.now()),
+                "created_at": created_at,
                 "exported_by": {
                     "user_id": acting.session.user_id,
                     "name": acting.session.full_name,
@@ -268,6 +321,8 @@ def _export(
             keys=keys.values(),
             rows=rows,
             checkpoints=points,
+            heads=heads,
+            ends_at_head=ts_to is None and all(spans[p.terminal][1] == p.seq for p in heads),
         )
     site.audit.record_now(
         "audit.exported",
@@ -280,16 +335,32 @@ def _export(
             "from": ts_from,
             "to": ts_to,
             "terminal": args.terminal,
+            "chain_heads": heads_details(heads),
         },
     )
     print(f"Exported {len(rows)} events to {args.out} ({fmt})")
+    for point in heads:
+        print(f"  chain head {point.terminal}: seq {point.seq}, row hash {point.row_hash} (signed)")
     if digest:
         print(f"  bundle SHA-256: {digest}")
         print(
             f"  verify with: hmi audit verify --bundle {args.out}"
             f" --trust-key {site.settings.public_key_path}"
         )
+        print(f"  keep it to check the trail against later: hmi audit verify --against {args.out}")
+    else:
+        print(
+            f"  signed chain heads in {heads_file(args.out)}; keep it to check the trail"
+            f" against later: hmi audit verify --against {heads_file(args.out)}"
+        )
     return 0
+
+
+def write_heads(path: Path, heads: Sequence[Checkpoint]) -> None:
+    """The signed chain heads of a CSV export, as checkpoint lines (the witness file's form)."""
+    from hmi.audit import canonical
+
+    path.write_bytes(b"".join(canonical.canonical_bytes(p.to_json()) + b"\n" for p in heads))
 
 
 def run_show(args: argparse.Namespace) -> int:

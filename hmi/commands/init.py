@@ -204,6 +204,7 @@ def _open_existing(args: argparse.Namespace) -> tuple[Site, AuthServices]:
 
 
 def _print_site(site: Site, target: Path) -> None:
+    from hmi.audit.anchors import fingerprint
     from hmi.db import redact_url
 
     settings = site.settings
@@ -213,6 +214,14 @@ def _print_site(site: Site, target: Path) -> None:
     print(f"  database:    {redact_url(settings.database_url)}")
     print(f"  public key:  {settings.public_key_path} (key id {site.signer.key_id})")
     print(f"  witness:     {settings.witness_path}")
+    print(f"  fingerprint: SHA-256 {fingerprint(site.signer.public)}")
+    print(
+        "Publish the public key and this fingerprint outside this computer (the site's"
+        " validation documents, and QA's own copy of the key): every later check of this"
+        " terminal's records trusts only the published key, with"
+        f" 'hmi audit verify --trust-key {settings.public_key_path.name}'. The key's enrolment"
+        " is recorded in the audit trail (audit.key.enrolled)."
+    )
 
 
 def _create_scripted(auth: AuthServices, given: _AdminInput, target: Path) -> None:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from hmi.alarms.tables import alarm as alarm_table
 from hmi.audit import binding, canonical
 from hmi.audit.bundle import BundleContents, read_bundle, write_bundle
+from hmi.audit.checkpoint import Checkpoint
 from hmi.audit.keys import PublicKey, Signer
 from hmi.audit.verify import Kind, VerifyReport, collection_paused
 from hmi.auth.roles import Meaning, Role
@@ -149,8 +150,12 @@ def write_batch_bundle(
     signer: Signer,
     created_at: str,
     exported_by: dict[str, Any],
+    heads: Sequence[Checkpoint],
 ) -> str:
-    """Write the batch's electronic true copy; return the SHA-256 it is signed over."""
+    """Write the batch's electronic true copy; return the SHA-256 it is signed over.
+
+    ``heads`` are the signed heads of the chains the copy holds segments of, as they were when
+    it was made (:func:`hmi.audit.store.chain_heads`)."""
     record = assembled.record
     context = assembled.context
     keys = dict(context.keys)
@@ -176,6 +181,8 @@ def write_batch_bundle(
         keys=keys.values(),
         rows=context.rows,
         checkpoints=context.checkpoints,
+        heads=heads,
+        ends_at_head=False,
         records=record_lines(record, signer, assembled.rows),
     )
 
@@ -563,6 +570,15 @@ def _verify_record(
     raw: Sequence[bytes] | None,
     build: bool = True,
 ) -> EbrRecord | None:
+    version = contents.header.get("profile_version")
+    if type(version) is not int or version != PROFILE_VERSION:
+        report.add(
+            Kind.FORMAT, None, None,
+            f"line 1 (header): batch record profile version {version!r} is not one this"
+            f" verifier knows (it reads version {PROFILE_VERSION}); its record lines were not"
+            " checked",
+        )  # fmt: skip
+        return None
     checker = _Checker(contents, keys, report)
     scope = contents.header.get("scope")
     batch_id = str(scope.get("batch_id")) if isinstance(scope, dict) else ""

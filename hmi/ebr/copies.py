@@ -21,6 +21,7 @@ from typing import Any
 from hmi.audit.chain import Actor, AuditWriteError
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.keys import PublicKey
+from hmi.audit.store import chain_heads, heads_details
 from hmi.batch.engine import BatchEngine
 from hmi.batch.integrity import RecordMismatch
 from hmi.clock import to_utc_text
@@ -146,6 +147,9 @@ class BatchRecordCopies:
             self._record_refusal(actor, batch_id, str(exc))
             raise
         created_at = to_utc_text(self.batches.clock.now())
+        heads = chain_heads(
+            self.batches.engine, self.audit.signer, created_at, sorted(assembled.context.spans)
+        )
         partial = out.with_name(f".{out.name}.partial")
         try:
             digest = write_batch_bundle(
@@ -154,6 +158,7 @@ class BatchRecordCopies:
                 signer=self.audit.signer,
                 created_at=created_at,
                 exported_by={"user": generated_by, "terminal": self.audit.terminal_id},
+                heads=heads,
             )
             read = read_batch_bundle(partial, workers=1)
             if not read.ok or read.record is None:
@@ -172,7 +177,7 @@ class BatchRecordCopies:
             actor,
             entity=("batch", assembled.record.header.batch_id),
             details={"file": str(out), "sha256": digest, "events": len(assembled.context.rows),
-                     "generated_by": generated_by},
+                     "generated_by": generated_by, "chain_heads": heads_details(heads)},
         )  # fmt: skip
         return CopyResult(out, digest), read
 
@@ -202,6 +207,11 @@ class BatchRecordCopies:
             read.record,
             pdf,
             bundle_sha256=read.sha256,
+            chain_heads=[
+                (str(h.get("terminal")), int(h.get("seq") or 0), str(h.get("row_hash")))
+                for h in read.contents.header.get("chain_heads") or []
+                if isinstance(h, dict)
+            ],
             generated_at=generated_at,
             generated_by=generated_by,
             page_format=page_format,

@@ -262,6 +262,20 @@ def _header(pdf: RecordPdf, record: EbrRecord) -> None:
     pdf.pairs(items)
 
 
+def _chain_heads(pdf: RecordPdf, heads: Sequence[tuple[str, int, str]]) -> None:
+    """The chain heads the copy was made from: a later check of the audit trail against this
+    copy (``hmi audit verify --against`` its bundle) proves the trail still extends them."""
+    if not heads:
+        return
+    pdf.ln(1)
+    pdf.pairs(
+        [
+            (f"Chain head {terminal}", f"seq {seq}, row hash {row_hash} (signed, in the bundle)")
+            for terminal, seq, row_hash in heads
+        ]
+    )
+
+
 def _summary(pdf: RecordPdf, record: EbrRecord) -> None:
     s = record.summary
     v = s.verification
@@ -518,8 +532,12 @@ def render_pdf(
     generated_at: str,
     generated_by: str,
     page_format: str = "A4",
+    chain_heads: Sequence[tuple[str, int, str]] = (),
 ) -> int:
-    """Print ``record`` (as read from the bundle ``bundle_sha256``) to ``path``; return pages."""
+    """Print ``record`` (as read from the bundle ``bundle_sha256``) to ``path``; return pages.
+
+    ``chain_heads`` (terminal, seq, row hash) are the signed chain heads the bundle was made
+    from, printed on the first page and in the appendix so a paper copy names them too."""
     fmt = PAGE_FORMATS.get(page_format.lower())
     if fmt is None:
         raise ValueError(f"page format must be A4 or Letter, not {page_format!r}")
@@ -534,6 +552,7 @@ def render_pdf(
     pdf.set_subject(f"bundle sha256 {bundle_sha256}")
     pdf.add_page()
     _header(pdf, record)
+    _chain_heads(pdf, chain_heads)
     _summary(pdf, record)
     _steps(pdf, record)
     _changes(pdf, record)
@@ -542,6 +561,7 @@ def render_pdf(
     _signatures(pdf, record)
     _commands(pdf, record)
     _appendix(pdf, record)
+    _chain_heads(pdf, chain_heads)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     pdf.output(str(tmp))

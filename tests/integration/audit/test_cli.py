@@ -109,7 +109,7 @@ def test_missing_site_says_how_to_create_one(
     assert "hmi init --data" in capsys.readouterr().err
 
 
-def test_verify_exit_status_json_and_recorded_result(
+def test_verify_exit_status_json_and_nothing_written(
     site: Site, capsys: pytest.CaptureFixture[str]
 ) -> None:
     add_events(site, 5)
@@ -130,9 +130,11 @@ def test_verify_exit_status_json_and_recorded_result(
     assert main(["audit", "verify", "--data", str(site.data_dir)]) == 1
     human = capsys.readouterr().out
     assert "NOT INTACT" in human and "modified" in human
-    assert main(["audit", "show", "--data", str(site.data_dir), "--action", "audit.verify"]) == 0
-    shown = capsys.readouterr().out
-    assert "audit.verify.failed" in shown and "audit.verify.passed" in shown
+    # Verify only reads: no event was appended to the database it checked (intact or not).
+    with sqlite3.connect(site.data_dir / "hmi.db") as conn:
+        actions = [a for (a,) in conn.execute("SELECT action FROM audit_event")]
+    assert not [a for a in actions if a.startswith("audit.verify")]
+    assert len(actions) == 3 + 5  # the set-up events and the five added
 
 
 def test_incremental_verify_checks_only_new_rows(
@@ -150,8 +152,8 @@ def test_incremental_verify_checks_only_new_rows(
     incremental = json.loads(capsys.readouterr().out)
     anchor = incremental["incremental_from"]["KIOSK-01"]
     assert anchor == full["chains"]["KIOSK-01"]["last_seq"]
-    # the anchor row, the verify event recorded after the full run, and the 4 new events
-    assert incremental["rows_checked"] == 6
+    # the anchor row and the 4 new events (verify itself records nothing)
+    assert incremental["rows_checked"] == 5
     # tampering before the anchor is still caught by the witnessed checkpoint's row
     attacker(site.data_dir / "hmi.db").execute(
         f"UPDATE audit_event SET row_hash = 'ab' WHERE seq = {anchor}"
@@ -203,6 +205,6 @@ def test_missing_database_is_a_sentence(site: Site, capsys: pytest.CaptureFixtur
     site.close()
     for path in site.data_dir.glob("hmi.db*"):
         path.unlink()
-    assert main(["audit", "verify", "--data", str(site.data_dir)]) == 1
+    assert main(["audit", "verify", "--data", str(site.data_dir)]) == 2  # cannot verify
     err = capsys.readouterr().err
-    assert "does not exist" in err and "Traceback" not in err
+    assert "cannot verify" in err and "does not exist" in err and "Traceback" not in err

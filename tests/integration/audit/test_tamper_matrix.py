@@ -16,6 +16,8 @@ from hmi.clock import ManualClock
 from hmi.site import Site
 from tests.helpers.audit import add_events, attacker, kinds_at, verify
 
+HEAD = 23  # the chain fixture's last seq
+
 COLUMNS = (
     "terminal_id, seq, ts, actor_id, actor_role, session_id, action, entity_type, entity_id, "
     "field, old_value, new_value, reason, meaning, details, prev_hash, row_hash, key_id, signature"
@@ -24,7 +26,8 @@ COLUMNS = (
 
 @pytest.fixture
 def chain(site: Site, clock: ManualClock) -> Site:
-    """A chain of 22 events (seq 1-22) with a witnessed checkpoint at its head."""
+    """A chain of 23 events (seq 1-23: the genesis, the key enrolment, the site set-up and 20
+    more) with a witnessed checkpoint at its head."""
     for _ in range(20):
         clock.advance(1)
         add_events(site, 1)
@@ -44,8 +47,8 @@ def row(conn: sqlite3.Connection, seq: int) -> tuple[object, ...]:
 def test_intact_chain_verifies(chain: Site) -> None:
     report = verify(chain)
     assert report.ok, report.problems
-    assert report.rows_checked == 22
-    assert report.chains["KIOSK-01"].last_seq == 22
+    assert report.rows_checked == HEAD
+    assert report.chains["KIOSK-01"].last_seq == HEAD
 
 
 def test_changed_field_is_reported_as_modified(chain: Site) -> None:
@@ -63,9 +66,9 @@ def test_deleted_middle_row_is_a_gap_and_a_broken_link(chain: Site) -> None:
 
 def test_forged_row_appended_without_the_key_has_a_bad_signature(chain: Site) -> None:
     conn = db(chain)
-    head = row(conn, 22)
+    head = row(conn, HEAD)
     forged = seal_event(
-        Signer(Ed25519PrivateKey.generate()), "KIOSK-01", 23, str(head[16]),
+        Signer(Ed25519PrivateKey.generate()), "KIOSK-01", HEAD + 1, str(head[16]),
         {"ts": "2026-03-02T08:00:00.000000Z", "actor_id": "op1", "actor_role": "operator",
          "action": "batch.released", "details": "{}"},
     )  # fmt: skip
@@ -74,7 +77,7 @@ def test_forged_row_appended_without_the_key_has_a_bad_signature(chain: Site) ->
         f"INSERT INTO audit_event ({COLUMNS}) VALUES ({','.join('?' * 19)})",
         [forged[c.strip()] for c in COLUMNS.split(",")],
     )
-    assert kinds_at(verify(chain)) == {(Kind.BAD_SIGNATURE, 23)}
+    assert kinds_at(verify(chain)) == {(Kind.BAD_SIGNATURE, HEAD + 1)}
 
 
 def test_row_inserted_in_the_middle_is_caught(chain: Site) -> None:
@@ -95,7 +98,7 @@ def test_row_inserted_in_the_middle_is_caught(chain: Site) -> None:
     found = kinds_at(verify(chain))
     assert (Kind.BAD_SIGNATURE, 10) in found
     assert (Kind.MODIFIED, 11) in found  # the shifted original row no longer matches its seq
-    assert (Kind.FORKED, 22) in found  # the witnessed head is no longer at seq 22
+    assert (Kind.FORKED, HEAD) in found  # the witnessed head is no longer at its seq
 
 
 def test_swapped_rows_are_caught(chain: Site) -> None:
@@ -112,7 +115,7 @@ def test_truncated_tail_after_a_checkpoint(chain: Site) -> None:
     db(chain).execute("DELETE FROM audit_event WHERE seq > 18")
     report = verify(chain)
     assert kinds_at(report) == {(Kind.TRUNCATED, 19)}
-    assert "witnessed seq 22" in report.problems[0].message
+    assert f"witnessed seq {HEAD}" in report.problems[0].message
 
 
 def test_truncated_then_forged_tail(chain: Site) -> None:
@@ -133,7 +136,7 @@ def test_truncated_then_forged_tail(chain: Site) -> None:
         prev = forged["row_hash"]
     found = kinds_at(verify(chain))
     assert {(Kind.UNKNOWN_KEY, seq) for seq in range(19, 24)} <= found
-    assert (Kind.FORKED, 22) in found
+    assert (Kind.FORKED, HEAD) in found
 
 
 def test_signature_copied_from_another_row(chain: Site) -> None:
@@ -181,7 +184,7 @@ def test_history_rewritten_with_another_key(chain: Site) -> None:
         prev = sealed["row_hash"]
     found = kinds_at(verify(chain))
     assert (Kind.UNKNOWN_KEY, 1) in found
-    assert (Kind.FORKED, 22) in found
+    assert (Kind.FORKED, HEAD) in found
 
 
 def test_sequence_duplicate_is_reported(chain: Site) -> None:
@@ -200,7 +203,7 @@ def test_time_going_backwards_is_reported(site: Site, clock: ManualClock) -> Non
     clock.advance(timedelta(minutes=-10))
     add_events(site, 1)
     report = verify(site)
-    assert kinds_at(report) == {(Kind.TIME_BACKWARDS, 6)}
+    assert kinds_at(report) == {(Kind.TIME_BACKWARDS, 7)}  # after seq 1-3 (set-up) and 4-6
 
 
 def test_triggers_refuse_raw_update_and_delete(chain: Site) -> None:

@@ -160,11 +160,12 @@ def test_init_with_flags_creates_the_site_and_the_first_admin(
         events = _all_events(site)
         assert [e["action"] for e in events] == [
             "audit.chain.started",
+            "audit.key.enrolled",
             "site.initialised",
             "user.created",
             "user.totp.enrolled",
         ]
-        created = json.loads(str(events[2]["details"]))
+        created = json.loads(str(events[3]["details"]))
         assert created["first_admin"] is True and created["identity_method"] == "passport checked"
         assert created["mode"] == "scripted"
         auth = build_auth_services(site.settings, site.engine, site.audit, site_clock)

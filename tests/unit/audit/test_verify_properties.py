@@ -36,7 +36,11 @@ def build_chain(contents: list[dict[str, object]]) -> list[Row]:
     genesis = {
         "ts": "2026-01-01T00:00:00.000000Z", "actor_id": "system", "actor_role": "system",
         "action": "audit.chain.started",
-        "details": canonical.dumps({"public_key": SIGNER.public.raw.hex()}),
+        "entity_type": "terminal", "entity_id": "T1",
+        "details": canonical.dumps({
+            "algorithm": "ed25519", "key_id": SIGNER.key_id,
+            "public_key": SIGNER.public.raw.hex(), "software_version": "1.0", "terminal_id": "T1",
+        }),
     }  # fmt: skip
     for seq, content in enumerate([genesis, *contents], start=1):
         fields = dict(content)
