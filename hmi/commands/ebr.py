@@ -53,9 +53,19 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "verify",
         parents=[parent],
         help="verify a batch bundle offline: chain, signatures and every record line",
+        epilog="Exit status: 0 intact; 1 problems found; 2 cannot verify (the file missing,"
+        " unreadable or not a bundle, or a bad --trust-key).",
     )
     verify.add_argument("bundle", type=Path, metavar="FILE")
-    verify.add_argument("--trust-key", type=Path, action="append", default=[], metavar="PEM")
+    verify.add_argument(
+        "--trust-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="a published public key file, or a folder of them (repeatable): only these keys"
+        " are trusted; without it the bundle's own keys are, and their fingerprints printed",
+    )
     verify.set_defaults(handler=run_verify)
     unreviewed = ebr_sub.add_parser(
         "unreviewed",
@@ -162,15 +172,18 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from hmi.audit.store import trusted_keys
+    """Verify a batch bundle offline; exit 0 intact, 1 problems found, 2 cannot verify."""
+    from hmi.audit.anchors import bundle_trust, load_trust
+    from hmi.audit.bundle import BundleError
     from hmi.ebr.bundle import problems_text, read_batch_bundle
 
-    trust = trusted_keys(args.trust_key) if args.trust_key else None
-    read = read_batch_bundle(args.bundle, trust=trust)
-    if trust is None:
-        ids = ", ".join(sorted(read.contents.keys)) or "none"
-        print(f"note: checked against the bundle's own keys ({ids}); compare these fingerprints"
-              " with the site's published key or pass --trust-key")  # fmt: skip
+    given = load_trust(args.trust_key) if args.trust_key else None  # KeyFileError: exit 2
+    try:
+        read = read_batch_bundle(args.bundle, trust=None if given is None else given.keys)
+    except BundleError as exc:
+        raise CommandError(f"cannot verify: {exc}", 2) from None
+    for line in (given or bundle_trust(read.contents.keys)).lines():
+        print(line)
     record = read.record
     if record is not None:
         h = record.header
@@ -178,6 +191,8 @@ def run_verify(args: argparse.Namespace) -> int:
               f" {h.status}): {len(record.events)} audit events, {len(record.signatures)}"
               " signatures")  # fmt: skip
     print(f"  {read.report.rows_checked} chain events checked; bundle SHA-256 {read.sha256}")
+    for note in read.report.notes:
+        print(f"  note: {note}")
     if read.ok:
         print("INTACT: the bundle, its audit events and every record line verify.")
         return 0

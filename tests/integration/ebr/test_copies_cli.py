@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pypdf import PdfReader
+
 from hmi.auth.passwords import Argon2Parameters
 from hmi.auth.totp import code_at
 from hmi.commands.batch import build_engine
@@ -87,6 +89,16 @@ def test_copies_made_on_the_real_clock_verify_and_are_never_overwritten(tmp_path
     assert pdf.read_bytes().startswith(b"%PDF")
     beside = tmp_path / "record.bundle.jsonl"
     assert _run(data, "ebr", "verify", str(beside), "--trust-key", key).returncode == 0
+
+    # Both copies carry the signed chain head they were made from (the PDF prints it), and
+    # the site's trail still extends every position they hold.
+    pages = PdfReader(str(pdf)).pages
+    printed_text = " ".join(" ".join(page.extract_text().split()) for page in pages)
+    assert "Chain head KIOSK-01" in printed_text
+    extends = _run(data, "audit", "verify", "--trust-key", key, "--against", str(bundle),
+                   "--against", str(beside))  # fmt: skip
+    assert extends.returncode == 0, extends.stdout + extends.stderr
+    assert "INTACT" in extends.stdout
 
     # The same names again: refused before anyone is asked to log in; the files are unchanged.
     before = bundle.read_bytes(), pdf.read_bytes()
