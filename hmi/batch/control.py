@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from hmi.audit.chain import Actor
+from hmi.audit.chain import SYSTEM, Actor
 from hmi.batch.core import (
     BATCH_RECORD,
     DeviationSpec,
@@ -28,6 +28,7 @@ from hmi.batch.model import (
     BatchStatus,
     DeviationKind,
 )
+from hmi.batch.rows import batch_info
 from hmi.batch.tables import (
     batch,
     plc_command,
@@ -135,12 +136,18 @@ class BatchControl(EngineCore):
             with self.audit.transaction() as conn:
                 resumed(conn)
         elif state in ("Holding", "Held"):
+            self._plc_restoring = True
             try:
                 if state == "Holding":  # the drum is still slowing down: unhold once it is held
                     await self.link.wait_state({"Held"})
                 await self.link.command(actor, batch_id, info.current_step, "unhold", then=resumed)
             except PlcCommandFailed as exc:
+                self._plc_restoring = False
                 raise await self._resume_refused_by_plc(actor, info, "Unhold", exc) from exc
+            try:
+                await self._settle(info, {"Holding", "Held"}, "Unhold")
+            finally:
+                self._plc_restoring = False
         else:
             await self._restore_run(actor, info, str(state), restored, resumed)
         self._changed()
@@ -182,12 +189,28 @@ class BatchControl(EngineCore):
                 restored.append(f"{tag}={value}")
             await self.link.command(actor, batch_id, index, "start", then=resumed)
             self._lost_runs.discard((batch_id, index))
+            await self._settle(info, {"Idle"}, "Start")
         except PlcCommandFailed as exc:
             raise await self._resume_refused_by_plc(
                 actor, info, "the restart of the blend", exc
             ) from exc
         finally:
             self._plc_restoring = False
+
+    async def _settle(self, info: BatchInfo, before: set[str], what: str) -> None:
+        """After the PLC accepted a Resume's command, wait until its state leaves the one it
+        had before (the state read in between is the old one, not a new trip). A PLC that
+        accepted but stays there is what the record says: the batch is held again."""
+        try:
+            await self.link.wait_state_leaves(before)
+        except PlcCommandFailed as exc:
+            with self.audit.transaction() as conn:
+                row = self._batch_row(conn, info.batch_id)
+                if row["status"] == BatchStatus.RUNNING.value:
+                    self._set_held(
+                        conn, SYSTEM, batch_info(row), f"the PLC accepted {what} but {exc}"
+                    )
+            self._changed()
 
     def _setpoints_written(self, batch_id: str) -> dict[str, Decimal]:
         """The last value the batch wrote to each setpoint tag and the PLC confirmed."""

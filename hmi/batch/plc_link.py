@@ -109,6 +109,19 @@ class PlcLink:
                 )
             await asyncio.sleep(_STATE_POLL_S)
 
+    async def wait_state_leaves(self, states: set[str]) -> str:
+        """Wait until the PLC reports a state outside ``states`` (after it accepted a command,
+        its state still reads the old one for up to a scan); return the new state."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.plc_command_timeout_s
+        while True:
+            state = await self.state()
+            if state not in states:
+                return state
+            if loop.time() >= deadline:
+                raise PlcCommandFailed(f"the blender stayed {state}")
+            await asyncio.sleep(_STATE_POLL_S)
+
     async def command(
         self,
         actor: Actor,

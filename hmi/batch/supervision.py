@@ -97,6 +97,8 @@ class _RunContext:
 class RunSupervision(EngineCore):
     """Live monitoring during the run, alarm deviations and crash recovery."""
 
+    _armed_now: frozenset[str] = frozenset()
+
     async def recover_at_start(self, wait_s: float) -> BatchInfo | None:
         """At start-up, when the PLC connects in the background: give it ``wait_s`` seconds to
         connect, then :meth:`recover`. A PLC still not connected by then counts as unreachable
@@ -313,6 +315,7 @@ class RunSupervision(EngineCore):
                         await self._check_excursions(context, event.updates, armed)
                     if context is not None and state_update is not None and plc_state:
                         await self._plc_state_changed(context, plc_state)
+                    self._armed_now = frozenset(armed)
                 elif isinstance(event, ConnectionStateChanged):
                     if event.state is ConnectionState.LOST and context is not None:
                         if await self._connection_lost(context, event.reason):
@@ -322,6 +325,12 @@ class RunSupervision(EngineCore):
                         lost_during_run = None
         finally:
             stream.close()
+
+    def armed_parameters(self) -> frozenset[str]:
+        """The monitored parameters the live monitor has seen inside their limits in the
+        current run: only these raise an excursion when they leave (a value still ramping up
+        to its range at the start of a run is not an excursion)."""
+        return self._armed_now
 
     def _load_context(self) -> _RunContext | None:
         with read_only(self.engine) as conn:

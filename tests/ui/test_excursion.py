@@ -127,7 +127,11 @@ async def test_critical_excursion_cosigned_by_supervisor_not_same_user(
                 lambda: float(app.ctx.values["speed"].value or 0) > 11.5,  # type: ignore[arg-type]
                 "blender at speed",
             )
-            await asyncio.sleep(0.3)  # the monitor has seen the speed within limits (armed)
+            await wait_until(
+                pilot,
+                lambda: "blend_speed" in app.ctx.batches.armed_parameters(),
+                "the monitor has seen the speed inside its limits",
+            )
 
             async def overspeed(server: Any) -> None:
                 server.model.speed_setpoint = 16.0

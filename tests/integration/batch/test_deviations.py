@@ -204,14 +204,10 @@ async def test_critical_excursion_holds_until_cosigned_then_resumes(
         await engine.start_step(driver.operator(), BATCH, "blend")
         await eventually(lambda: engine.get(BATCH).status is BatchStatus.RUNNING)
 
-        async def speed() -> float:
-            return float((await gateway.read("speed")).value)
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while await speed() < 11.5 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # the monitor has seen the speed inside its limits (armed)
+        await eventually(
+            lambda: "blend_speed" in engine.armed_parameters(),
+            what="the monitor has seen the speed inside its limits",
+        )
         await set_model(sim, speed_setpoint=16.0)
         await eventually(lambda: engine.get(BATCH).status is BatchStatus.HELD, what="hold")
         [excursion] = engine.deviations(BATCH)

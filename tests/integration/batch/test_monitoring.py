@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -40,9 +39,10 @@ async def test_non_critical_excursion_is_recorded_with_its_end_and_the_run_goes_
         await set_model(sim, time_scale=20.0)  # a 45 s blend: time to act during the run
         try:
             await engine.start_step(driver.operator(), BATCH, "blend")
-            while str((await gateway.read("state")).value) != "Execute":
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # the monitor has seen the values inside their limits
+            await eventually(
+                lambda: "product_temperature" in engine.armed_parameters(),
+                what="the monitor has seen the temperature inside its limits",
+            )
             await set_model(sim, temperature=37.0)
             [excursion] = await eventually(lambda: engine.deviations(BATCH), what="excursion")
             assert excursion.kind is DeviationKind.EXCURSION and not excursion.critical
