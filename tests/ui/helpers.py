@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import suppress
 
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.worker import WorkerCancelled
 
 LONG_LIVED = ("plc", "monitor", "batch", "deviations", "qa")
@@ -21,6 +21,19 @@ async def settle(pilot: Pilot[None]) -> None:
             with suppress(WorkerCancelled):
                 await worker.wait()
         await pilot.pause()
+    await tables_measured(pilot)
+
+
+async def tables_measured(pilot: Pilot[None]) -> None:
+    """Wait until every table on screen has measured its new rows: a table sizes its columns
+    when its message queue is empty, which on a busy machine can come after the workers are
+    done (a picture taken before shows header-wide columns)."""
+    for _ in range(500):
+        tables = list(pilot.app.screen.query(DataTable))
+        if not any(t._require_update_dimensions or t._updated_cells for t in tables):
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("a table on screen did not finish measuring its rows")
 
 
 async def type_into(pilot: Pilot[None], selector: str, text: str) -> None:
