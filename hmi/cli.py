@@ -43,8 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad argument (argparse printed why) or --help
+        return exc.code if isinstance(exc.code, int) else 2
+    from hmi.commands.arguments import check_arguments
     from hmi.commands.errors import run_handler
+
+    problem = check_arguments(args)
+    if problem is not None:
+        print(f"hmi: {problem}", file=sys.stderr)
+        return 2
 
     handler = getattr(args, "handler", None)
     if handler is None:

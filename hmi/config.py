@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,6 +32,8 @@ from pydantic import (
 
 from hmi.db import redact_url, url_password_keys
 from hmi.plc.settings import PlcSettings
+from hmi.textcheck import text_problem
+from hmi.tomlsafe import TomlLimitError, loads_limited
 
 CONFIG_FILE_NAME = "hmi.toml"
 DATA_DIR_ENV = "HMI_DATA"
@@ -48,16 +51,40 @@ class ConfigError(Exception):
         super().__init__(f"invalid configuration in {path}:\n{joined}")
 
 
+#: ``hmi.toml`` is a few kilobytes; larger or deeper files are refused before parsing.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_CONFIG_DEPTH = 16
+
+#: The keys ``[site]`` must give: they name every record, so none is ever a silent default.
+REQUIRED_SITE_KEYS = ("terminal_id", "site_name", "line_name")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a number is a number (``true`` is not 1), text is text; no inf or nan.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _plain_text(value: str) -> str:
+    """Names printed on every record and copy: no control or bidirectional-override
+    characters (they would change what a reader sees), not blank."""
+    problem = text_problem(value, multiline=False)
+    if problem is not None:
+        raise ValueError(problem)
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
 
 
 class SiteSettings(_Section):
     """Who and where this terminal is; printed on every record and copy."""
 
     terminal_id: Annotated[str, Field(pattern=TERMINAL_ID_PATTERN)] = "KIOSK-01"
-    site_name: Annotated[str, Field(min_length=1, max_length=80)] = "Site"
-    line_name: Annotated[str, Field(min_length=1, max_length=80)] = "Line 1"
+    site_name: Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_plain_text)] = (
+        "Site"
+    )
+    line_name: Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_plain_text)] = (
+        "Line 1"
+    )
 
 
 class DatabaseSettings(_Section):
@@ -155,10 +182,22 @@ DEFAULT_REASON_CODES: dict[str, str] = {
 DEFAULT_BATCH_NUMBER_PATTERN = r"^[A-Z0-9][A-Z0-9-]{2,31}$"
 
 
+class EquipmentSettings(_Section):
+    """What the equipment can hold: recipes are checked against it when they are validated
+    for this site (``hmi recipes validate --data``, ``import``, ``list --check``).
+
+    ``max_charge_kg`` is the bin's rated load: no charge, and not all of a recipe's charges
+    together (at the top of their tolerances), may exceed it. The PLC tag map's ranges
+    (``[plc.tags.*] low/high``) and the Charge method's ``quantity`` range bind as well.
+    """
+
+    max_charge_kg: Annotated[float, Field(gt=0, le=100_000)] = 500.0
+
+
 class BatchSettings(BaseModel):
     """How batches are numbered and how deviations are explained at this site."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     batch_number_pattern: str = DEFAULT_BATCH_NUMBER_PATTERN
     reason_codes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REASON_CODES))
@@ -211,6 +250,7 @@ class Settings(_Section):
     session: SessionSettings = SessionSettings()
     password: PasswordSettings = PasswordSettings()
     plc: PlcSettings = PlcSettings()
+    equipment: EquipmentSettings = EquipmentSettings()
     batch: BatchSettings = BatchSettings()
     mode: Literal["production", "demo"] = "production"
     data_dir: Path = Path(".")
@@ -262,14 +302,17 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return f"{key}: unknown key (check the spelling; see the documented defaults)"
     given = error.get("input")
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if kind in ("float_type", "int_type") and isinstance(given, bool):
+        message = "expected a number, not true or false"
     if isinstance(given, dict) or (sections and is_secret_key(sections[-1])):
-        return f"{key}: {error.get('msg', 'invalid value')}"  # a secret is never echoed
+        return f"{key}: {message}"  # a secret is never echoed
     if isinstance(given, str) and "://" in given:
         given = redact_url(given)
-    shown = repr(given)
+    shown = ("true" if given else "false") if isinstance(given, bool) else repr(given)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return f"{key}: {error.get('msg', 'invalid value')} (got {shown})"
+    return f"{key}: {message} (got {shown})"
 
 
 # -- secrets: the database password, and what may be recorded or shown of the file -------------
@@ -381,12 +424,37 @@ def database_password(settings: Settings, environ: Mapping[str, str] | None = No
 
 
 def parse_settings(raw: dict[str, Any], data_dir: Path, source: Path) -> Settings:
-    """Validate a parsed TOML document; raise :class:`ConfigError` naming every bad key."""
+    """Validate a parsed TOML document; raise :class:`ConfigError` naming every bad key.
+
+    ``[site]`` must be there with its three keys (an empty or truncated file never runs on
+    defaults), and ``data_dir`` is not a key of the file: the data directory is where the file
+    is (``--data`` or ``$HMI_DATA``)."""
+    problems: list[str] = []
+    site = raw.get("site")
+    if site is None:
+        problems.append(
+            "[site]: missing; the file must name this terminal: terminal_id, site_name and"
+            " line_name (hmi init writes them)"
+        )
+    elif isinstance(site, dict):
+        missing = [key for key in REQUIRED_SITE_KEYS if key not in site]
+        if missing:
+            problems.append(f"[site] {', '.join(missing)}: missing; every record names them")
+    if "data_dir" in raw:
+        problems.append(
+            "data_dir: unknown key; the data directory is the folder this file is in"
+            " (choose it with --data or $HMI_DATA)"
+        )
     try:
-        return Settings.model_validate({**raw, "data_dir": data_dir})
+        settings = Settings.model_validate(
+            {**{k: v for k, v in raw.items() if k != "data_dir"}, "data_dir": data_dir}
+        )
     except ValidationError as exc:
-        problems = [_describe(dict(err)) for err in exc.errors()]
+        problems += [_describe(dict(err)) for err in exc.errors()]
         raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return settings
 
 
 def load_settings(data_dir: Path) -> Settings:
@@ -397,9 +465,21 @@ def load_settings(data_dir: Path) -> Settings:
             path, [f"no {CONFIG_FILE_NAME} here; create a site with: hmi init --data {data_dir}"]
         )
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            problem = f"not read: {size} bytes; at most {MAX_CONFIG_BYTES} are read"
+            raise ConfigError(path, [problem])
+        raw = loads_limited(
+            path.read_text(encoding="utf-8"),
+            max_bytes=MAX_CONFIG_BYTES,
+            max_depth=MAX_CONFIG_DEPTH,
+        )
+    except TomlLimitError as exc:
+        raise ConfigError(path, [f"not read: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError(path, ["not UTF-8 text"]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot be read: {exc.strerror or exc}"]) from None
     return parse_settings(raw, data_dir.resolve(), path)

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 READ_ONLY = "hmi_read_only"
 
@@ -78,16 +79,47 @@ def with_password(url: str, password: str | None) -> str | URL:
     return make_url(url).set(password=password)
 
 
-def make_engine(url: str | URL, *, busy_timeout_ms: int = 5000) -> Engine:
-    """Build an engine with the product's durability settings (no connection is opened yet)."""
-    if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
-        _configure_sqlite(engine, busy_timeout_ms)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+def make_engine(
+    url: str | URL, *, busy_timeout_ms: int = 5000, observe_only: bool = False
+) -> Engine:
+    """Build an engine with the product's durability settings (no connection is opened yet).
+
+    ``observe_only`` builds an engine that cannot write: an SQLite file is opened read-only
+    (``mode=ro``: neither the file nor its WAL is ever written, and no checkpoint of the WAL
+    runs when it closes), every transaction is a plain read (no write lock is ever asked for),
+    and a PostgreSQL session is read-only. The reading commands (list, show, verify) use it."""
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if observe_only:
+                parsed = _read_only_sqlite_url(parsed)
+            engine = create_engine(parsed, connect_args={"timeout": busy_timeout_ms / 1000})
+            _configure_sqlite(engine, busy_timeout_ms, observe_only=observe_only)
+            return engine
+        if observe_only:
+            return create_engine(
+                parsed, pool_pre_ping=True, execution_options={"postgresql_readonly": True}
+            )
+        return create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise DatabaseError(
+            f"the database driver {exc.name!r} for {redact_url(url)} is not installed; install"
+            " it in the environment that runs hmi, e.g. pip install psycopg[binary]"
+        ) from None
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise DatabaseError(f"the database URL {redact_url(url)} cannot be used: {exc}") from None
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _read_only_sqlite_url(url: URL) -> URL:
+    """The same SQLite file opened read-only (an SQLite URI filename with ``mode=ro``)."""
+    database = url.database
+    if not database or database == ":memory:" or url.query.get("uri"):
+        return url  # in memory, or already a URI filename: as configured
+    path = Path(database).absolute().as_posix()
+    return url.set(database=f"file:{quote(path)}", query={**url.query, "mode": "ro", "uri": "true"})
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, observe_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself.
@@ -95,9 +127,12 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            # A read-only database keeps its journal mode; its writes are refused later.
-            with contextlib.suppress(sqlite3.OperationalError):
-                cursor.execute("PRAGMA journal_mode = WAL")
+            if observe_only:
+                cursor.execute("PRAGMA query_only = ON")
+            else:
+                # A read-only database keeps its journal mode; its writes are refused later.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -107,7 +142,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_begin(conn: Connection) -> None:
         # Straight to the driver: this runs once per unit of work, on the audit's hot path.
         raw = conn.connection.driver_connection
-        if conn.get_execution_options().get(READ_ONLY):
+        if observe_only or conn.get_execution_options().get(READ_ONLY):
             raw.execute("BEGIN DEFERRED")  # type: ignore[union-attr]
         else:
             raw.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
@@ -149,6 +184,43 @@ def describe_db_error(exc: BaseException) -> str:
     if "no such table" in message:
         return "the database has no schema; was the site created with 'hmi init'?"
     return f"database error: {getattr(exc, 'orig', exc)}"
+
+
+def describe_read_error(exc: BaseException, *, busy_timeout_ms: int | None = None) -> str:
+    """Why a database cannot be read, for a command that only reads (it never asks for the
+    write lock, so only an exclusive lock or the file system stops it)."""
+    message = str(getattr(exc, "orig", exc)).lower()
+    if "locked" in message or "busy" in message:
+        waited = "" if busy_timeout_ms is None else f" for more than {busy_timeout_ms} ms"
+        return (
+            f"the database is locked by another program{waited} ([database] busy_timeout_ms);"
+            " nothing was read or written: try again when it is released"
+        )
+    if "readonly" in message or "read-only" in message:
+        return (
+            "the database cannot be read here: SQLite needs its shared-memory file (hmi.db-shm)"
+            " beside the database to read it, and the folder or that file is read-only for this"
+            " account; nothing was written: give this account write access to the folder, or"
+            " read a copy of the site"
+        )
+    if "unable to open" in message:
+        return (
+            "the database file cannot be opened for reading: check that this account may read"
+            " it and its folder"
+        )
+    return describe_db_error(exc)
+
+
+def check_readable(engine: Engine, busy_timeout_ms: int | None = None) -> None:
+    """Read the schema in a read transaction; raise :class:`DatabaseError` saying why the
+    database cannot be read (see :func:`describe_read_error`)."""
+    try:
+        with read_only(engine) as conn:
+            conn.execute(text("SELECT 1"))
+            if is_sqlite(engine):
+                conn.execute(text("SELECT count(*) FROM sqlite_master"))
+    except (DBAPIError, SQLAlchemyError, sqlite3.Error) as exc:
+        raise DatabaseError(describe_read_error(exc, busy_timeout_ms=busy_timeout_ms)) from None
 
 
 def ping(engine: Engine) -> None:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from hmi import __version__
 from hmi.audit import binding
-from hmi.audit.chain import SYSTEM, AuditLog
+from hmi.audit.chain import SYSTEM, AuditLog, AuditWriteError
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.keys import Signer, create_key_pair, load_signer, write_secret_file
 from hmi.audit.tables import audit_event
@@ -32,9 +35,19 @@ from hmi.config import (
     load_settings,
     redact_config_text,
 )
-from hmi.db import DatabaseError, make_engine, read_only, sqlite_file_of, with_password
+from hmi.db import (
+    DatabaseError,
+    check_readable,
+    describe_db_error,
+    make_engine,
+    read_only,
+    sqlite_file_of,
+    with_password,
+)
 from hmi.migrations import migrate, pending
 from hmi.migrations.m0006_row_binding import VERSION as ROW_BINDING_VERSION
+
+log = logging.getLogger(__name__)
 
 
 class SiteError(Exception):
@@ -335,22 +348,32 @@ class Site:
         return hashlib.sha256(self.config_text().encode("utf-8")).hexdigest()
 
     def close(self) -> None:
-        """Witness the chain head (shutdown checkpoint) and release the database."""
+        """Witness the chain head (shutdown checkpoint) and release the database.
+
+        A shutdown checkpoint that cannot be taken (the database locked by another program or
+        read-only) is logged, never raised: whatever the command did is already committed or
+        refused, and the next start-up checkpoint witnesses the head."""
         if self._closed:
             return
         self._closed = True
-        if self._witness_shutdown:
-            self.audit.checkpoint("shutdown")
-        self.audit.close()
-        self.engine.dispose()
+        try:
+            if self._witness_shutdown:
+                self.audit.checkpoint("shutdown")
+        except (sqlite3.Error, SQLAlchemyError) as exc:
+            log.warning("the chain head was not witnessed at shutdown: %s", describe_db_error(exc))
+        finally:
+            self.audit.close()
+            self.engine.dispose()
 
 
-def site_engine(settings: Settings) -> Engine:
+def site_engine(settings: Settings, *, observe_only: bool = False) -> Engine:
     """The engine for the site's database: the configured URL (which never holds a password)
     with the password from ``[database] password_file`` or ``$HMI_DB_PASSWORD`` added here,
-    in memory only."""
+    in memory only. ``observe_only``: an engine that cannot write (see :func:`make_engine`)."""
     url = with_password(settings.database_url, database_password(settings))
-    return make_engine(url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    return make_engine(
+        url, busy_timeout_ms=settings.database.busy_timeout_ms, observe_only=observe_only
+    )
 
 
 def build_audit(settings: Settings, engine: Engine, signer: Signer, clock: Clock) -> AuditLog:
@@ -366,13 +389,27 @@ def build_audit(settings: Settings, engine: Engine, signer: Signer, clock: Clock
 
 
 def open_site(
-    data_dir: Path, *, clock: Clock | None = None, upgrade: bool = True, witness: bool = True
+    data_dir: Path,
+    *,
+    clock: Clock | None = None,
+    upgrade: bool = True,
+    witness: bool = True,
+    startup: bool = True,
 ) -> Site:
     """Load and validate config, load the key, open the database (applying pending upgrades),
     and witness the chain head as it is found (start-up checkpoint).
 
-    ``witness=False`` opens the site to observe only (verification): no checkpoint is written
-    at start-up or shutdown, so a verifier never attests what it has not yet checked."""
+    ``witness=False`` opens the site to observe only (listing, showing, verification): the
+    database is opened read-only, nothing is upgraded, no event is recorded and no checkpoint
+    is written at start-up or shutdown, so a reader changes nothing and a verifier never
+    attests what it has not yet checked. A database that cannot be read (locked by another
+    program past the busy timeout, a read-only folder SQLite cannot read a WAL database in)
+    raises :class:`DatabaseError` here, with the reason.
+
+    ``startup=False`` opens the site for a command that records what it does but is not a
+    start of the terminal (an export: a true copy being made is recorded): no start-up
+    checkpoint and no check for an edited configuration; its own events are witnessed by the
+    shutdown checkpoint."""
     settings = load_settings(data_dir)  # raises ConfigError before anything is touched
     clock = clock or SystemClock()
     signer = load_signer(settings.signing_key_path)
@@ -382,7 +419,15 @@ def open_site(
             f"the database file {db_file} does not exist (deleted or moved?); nothing was"
             " created in its place"
         )
-    engine = site_engine(settings)
+    observe_only = not witness
+    engine = site_engine(settings, observe_only=observe_only)
+    if observe_only:
+        try:
+            check_readable(engine, settings.database.busy_timeout_ms)
+        except DatabaseError:
+            engine.dispose()
+            raise
+        upgrade = False
     audit = build_audit(settings, engine, signer, clock)
     site = Site(settings, engine, signer, audit, clock)
     if upgrade and pending(engine):
@@ -398,11 +443,18 @@ def open_site(
             )
             if ROW_BINDING_VERSION in {m.version for m in applied}:
                 baseline_rows(audit)
-    if witness:
-        _record_config_change(site)
-        audit.checkpoint("startup")
-    else:
+    if not witness:
         site._witness_shutdown = False
+    elif startup:
+        try:
+            _record_config_change(site)
+            audit.checkpoint("startup")
+        except (sqlite3.Error, SQLAlchemyError, AuditWriteError) as exc:
+            site.close()
+            cause = exc.__cause__ if isinstance(exc, AuditWriteError) and exc.__cause__ else exc
+            raise DatabaseError(
+                f"the site could not be opened: {describe_db_error(cause)}; nothing was recorded"
+            ) from None
     return site
 
 
@@ -534,5 +586,6 @@ def init_site(
                 "mode": mode,
             },
         )
+    WitnessFile(settings.witness_path).create()
     audit.checkpoint("init")
     return site

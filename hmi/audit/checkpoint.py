@@ -107,11 +107,26 @@ class WitnessFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def append(self, checkpoint: Checkpoint) -> None:
-        line = (canonical.dumps(checkpoint.to_json()) + "\n").encode("utf-8")
+    def create(self) -> None:
+        """Create the file (and its folder) when a site is created; :meth:`append` never does."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            raise WitnessError(f"cannot create the witness file {self.path}: {exc}") from exc
+
+    def append(self, checkpoint: Checkpoint) -> None:
+        """Append one checkpoint. A missing file (or folder) is an error, never recreated in
+        silence: a new file would hide every checkpoint the lost one held."""
+        line = (canonical.dumps(checkpoint.to_json()) + "\n").encode("utf-8")
+        try:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                raise WitnessError(
+                    f"the witness file {self.path} is missing (removed or moved?); it is not"
+                    " recreated: put back its copy, then run hmi audit verify"
+                ) from None
             try:
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":

@@ -31,13 +31,18 @@ class Acting:
         return f"{self.session.full_name} ({self.session.user_id})"
 
 
+#: Actions whose command is not a start of the terminal: making a true copy (an export of the
+#: audit trail or of a batch record) is recorded (11.10(b)), but writes no start-up checkpoint.
+NOT_A_START = frozenset({"audit.export"})
+
+
 @contextmanager
 def acting_user(args: argparse.Namespace, action: str, *, what: str) -> Iterator[Acting]:
     """Log a user in at the prompt, check they may do ``action`` (refusals are recorded),
     and log them out afterwards."""
     from hmi.commands.users import login_interactively, open_auth, translate_errors
 
-    site, auth = open_auth(args)
+    site, auth = open_auth(args, startup=action not in NOT_A_START)
     try:
         with translate_errors():
             session = login_interactively(auth, what=what)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hmi.commands.acting import Acting, acting_user
+from hmi.commands.arguments import bounded_int, iso_time, parse_moment
 from hmi.commands.errors import CommandError, data_dir
+
+#: ``hmi audit show --limit`` and ``hmi audit verify --workers`` at most.
+MAX_SHOWN = 100_000
+MAX_WORKERS = 64
 
 if TYPE_CHECKING:
     from hmi.audit.checkpoint import Checkpoint
@@ -62,7 +66,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "--incremental", action="store_true", help="verify from the last verified checkpoint only"
     )
     verify.add_argument("--terminal", help="only this terminal's chain")
-    verify.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    verify.add_argument(
+        "--workers",
+        type=bounded_int(1, MAX_WORKERS),
+        default=None,
+        help=f"processes, 1 to {MAX_WORKERS} (default: all cores)",
+    )
     verify.set_defaults(handler=run_verify)
 
     export = audit_sub.add_parser(
@@ -78,21 +87,37 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--from",
         dest="ts_from",
+        type=iso_time,
         metavar="TIME",
         help="ISO date/time (local unless it has an offset)",
     )
-    export.add_argument("--to", dest="ts_to", metavar="TIME")
+    export.add_argument(
+        "--to", dest="ts_to", type=iso_time, metavar="TIME", help="a date alone: its whole day"
+    )
     export.add_argument("--terminal")
     export.set_defaults(handler=run_export)
 
     show = audit_sub.add_parser("show", parents=[parent], help="list events as a table")
-    show.add_argument("--from", dest="ts_from", metavar="TIME")
-    show.add_argument("--to", dest="ts_to", metavar="TIME")
+    show.add_argument(
+        "--from",
+        dest="ts_from",
+        type=iso_time,
+        metavar="TIME",
+        help="ISO date/time (local unless it has an offset)",
+    )
+    show.add_argument(
+        "--to", dest="ts_to", type=iso_time, metavar="TIME", help="a date alone: its whole day"
+    )
     show.add_argument("--user")
     show.add_argument("--action", help="an action or a prefix (e.g. auth. or batch.step)")
     show.add_argument("--entity", metavar="TYPE[:ID]")
     show.add_argument("--terminal")
-    show.add_argument("--limit", type=int, default=200)
+    show.add_argument(
+        "--limit",
+        type=bounded_int(1, MAX_SHOWN),
+        default=200,
+        help=f"at most this many events, newest first (1 to {MAX_SHOWN}; default 200)",
+    )
     show.set_defaults(handler=run_show)
 
     from hmi.commands.ebr import add_review_action
@@ -101,22 +126,16 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def parse_time(text: str | None, *, end: bool = False) -> str | None:
-    """An ISO date or date-time from the user, as stored UTC text (local time unless offset)."""
+    """An ISO date or date-time from the user, as stored UTC text (local time unless offset;
+    a date alone ending a range is its whole day). See :func:`parse_moment`."""
     from hmi.clock import to_utc_text
 
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise CommandError(
-            f"'{text}' is not a date or time; use e.g. 2026-01-05 or 2026-01-05T08:30", 2
-        ) from None
-    if len(text) == 10 and end:
-        moment = moment.replace(hour=23, minute=59, second=59, microsecond=999999)
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # interpret as local time
-    return to_utc_text(moment.astimezone(UTC))
+        return to_utc_text(parse_moment(text, end=end))
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
 
 
 def _print_report(report: Any, source: str, as_json: bool, trust: Any) -> None:
@@ -369,27 +388,25 @@ def run_show(args: argparse.Namespace) -> int:
 
     from hmi.audit.store import EventFilter, query_events
     from hmi.clock import from_utc_text, to_local_text
-    from hmi.site import open_site
+    from hmi.commands.reading import reading_site
 
-    if args.limit < 1:
-        raise CommandError("--limit must be at least 1", 2)
     entity_type, _, entity_id = (args.entity or "").partition(":")
     if args.entity is not None and not entity_type.strip():
         raise CommandError("--entity takes TYPE or TYPE:ID, e.g. batch:B-2026-0042", 2)
-    site = open_site(data_dir(args), upgrade=False)
-    events = query_events(
-        site.engine,
-        EventFilter(
-            ts_from=parse_time(args.ts_from),
-            ts_to=parse_time(args.ts_to, end=True),
-            actor_id=args.user.strip().lower() if args.user else None,  # IDs are stored lower-case
-            action=args.action,
-            entity_type=entity_type or None,
-            entity_id=entity_id or None,
-            terminal=args.terminal,
-            limit=args.limit,
-        ),
-    )
+    with reading_site(args) as site:
+        events = query_events(
+            site.engine,
+            EventFilter(
+                ts_from=parse_time(args.ts_from),
+                ts_to=parse_time(args.ts_to, end=True),
+                actor_id=args.user.strip().lower() if args.user else None,  # stored lower-case
+                action=args.action,
+                entity_type=entity_type or None,
+                entity_id=entity_id or None,
+                terminal=args.terminal,
+                limit=args.limit,
+            ),
+        )
     table = Table(title=f"{len(events)} audit event(s), newest first", title_justify="left")
     for column in ("time (local)", "terminal:seq", "user (role)", "action"):
         table.add_column(column, no_wrap=True)
@@ -415,5 +432,4 @@ def run_show(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console.width = max(console.width, 160)
     console.print(table)
-    site.close()
     return 0

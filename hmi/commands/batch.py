@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hmi.commands.errors import CommandError, data_dir
+from hmi.commands.errors import CommandError
+from hmi.commands.reading import reading_site
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -60,10 +61,8 @@ def build_engine(site: Any) -> Any:
 def run_list(args: argparse.Namespace) -> int:
     from hmi.batch.model import BatchStatus
     from hmi.batch.report import batch_line
-    from hmi.site import open_site
 
-    site = open_site(data_dir(args), upgrade=False)
-    try:
+    with reading_site(args) as site:
         engine = build_engine(site)
         status = BatchStatus(args.status) if args.status else None
         batches = engine.list_batches(status=status)
@@ -72,17 +71,13 @@ def run_list(args: argparse.Namespace) -> int:
         for info in batches:
             print(batch_line(info))
         return 0
-    finally:
-        site.close()
 
 
 def run_show(args: argparse.Namespace) -> int:
     from hmi.batch.errors import BatchNotFound
     from hmi.batch.report import render_record
-    from hmi.site import open_site
 
-    site = open_site(data_dir(args), upgrade=False)
-    try:
+    with reading_site(args) as site:
         engine = build_engine(site)
         try:
             record = engine.record(args.batch_id.strip().upper())
@@ -90,5 +85,3 @@ def run_show(args: argparse.Namespace) -> int:
             raise CommandError(str(exc), 2) from None
         print("\n".join(render_record(record)))
         return 0
-    finally:
-        site.close()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hmi.commands.arguments import bounded_float, bounded_int
 from hmi.commands.errors import CommandError
 
 
@@ -27,12 +28,18 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
             " on a free loopback port with a secure endpoint, and open the terminal."
         ),
     )
-    parser.add_argument("--seed", type=int, default=1, help="simulator noise seed")
+    parser.add_argument(
+        "--seed",
+        type=bounded_int(0, 2**31 - 1),
+        default=1,
+        help="simulator noise seed (0 to 2147483647)",
+    )
     parser.add_argument(
         "--time-scale",
-        type=float,
+        type=bounded_float(0.1, 1000),
         default=10.0,
-        help="simulated seconds per real second (default 10: a 15-minute blend in 90 s)",
+        help="simulated seconds per real second, 0.1 to 1000 (default 10: a 15-minute blend in"
+        " 90 s)",
     )
     parser.set_defaults(handler=run_demo)
     demo_sub = parser.add_subparsers(dest="demo_command", metavar="SUBCOMMAND")

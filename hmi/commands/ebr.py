@@ -9,7 +9,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hmi.commands.errors import CommandError, data_dir
+from hmi.commands.arguments import iso_time
+from hmi.commands.errors import CommandError
+from hmi.commands.reading import reading_site
 
 
 def _add_report(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -94,6 +96,7 @@ def add_review_action(audit_sub: Any, parent: argparse.ArgumentParser) -> None:
         "--from",
         dest="ts_from",
         required=True,
+        type=iso_time,
         metavar="TIME",
         help="start, included: ISO date or date-time, local unless it has an offset"
         " (2026-03-02T06:00)",
@@ -101,6 +104,7 @@ def add_review_action(audit_sub: Any, parent: argparse.ArgumentParser) -> None:
     review.add_argument(
         "--to",
         dest="ts_to",
+        type=iso_time,
         metavar="TIME",
         help="end, not included (default: now); a date alone: to the end of that day",
     )
@@ -204,10 +208,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_unreviewed(args: argparse.Namespace) -> int:
     from hmi.ebr.review import AuditReviews, local_text
-    from hmi.site import open_site
 
-    site = open_site(data_dir(args), upgrade=False)
-    try:
+    with reading_site(args) as site:
         reviews = AuditReviews(
             engine=site.engine, audit=site.audit, clock=site.clock, sessions=None,
             signatures=None,  # type: ignore[arg-type]  # reading only
@@ -225,8 +227,6 @@ def run_unreviewed(args: argparse.Namespace) -> int:
         if report.ranges:
             print("  sign a review of a range with: hmi audit review --from TIME [--to TIME]")
         return 0
-    finally:
-        site.close()
 
 
 def _review_time(text: str, option: str, *, end: bool = False) -> str:

@@ -18,11 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hmi.commands.arguments import version
 from hmi.commands.errors import CommandError, data_dir
+from hmi.commands.reading import reading_site
 
 if TYPE_CHECKING:
     from hmi.auth.services import AuthServices
     from hmi.recipe.errors import RecipeInvalid
+    from hmi.recipe.limits import EquipmentLimits
     from hmi.recipe.loader import LoadedRecipe
     from hmi.recipe.service import RecipeService, RecipeVersionInfo, StoredRecipe
     from hmi.site import Site
@@ -49,7 +52,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         parser.set_defaults(handler=handler)
         return parser
 
-    validate = action("validate", "check recipe files without touching the database", run_validate)
+    validate = action(
+        "validate",
+        "check recipe files without touching the database (against the equipment of the site"
+        " in --data when there is one, else the product defaults)",
+        run_validate,
+    )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     imp = action(
@@ -65,11 +73,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         run_approve,
     )
     approve.add_argument("recipe_id", metavar="ID")
-    approve.add_argument("version", type=int, metavar="VERSION")
+    approve.add_argument("version", type=version, metavar="VERSION")
 
     retire = action("retire", "retire a draft or effective version (as QA)", run_retire)
     retire.add_argument("recipe_id", metavar="ID")
-    retire.add_argument("version", type=int, metavar="VERSION")
+    retire.add_argument("version", type=version, metavar="VERSION")
     retire.add_argument("--reason", help="why (recorded; asked for when missing)")
 
     listing = action("list", "list stored versions; --check compares files with them", run_list)
@@ -86,13 +94,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
     show = action("show", "show a stored version (default: the effective one)", run_show)
     show.add_argument("recipe_id", metavar="ID")
-    show.add_argument("version", nargs="?", type=int, metavar="VERSION")
+    show.add_argument("version", nargs="?", type=version, metavar="VERSION")
     show.add_argument("--text", action="store_true", help="print the exact stored file text")
 
     diff = action("diff", "compare two stored versions of a recipe", run_diff)
     diff.add_argument("recipe_id", metavar="ID")
-    diff.add_argument("v1", type=int, metavar="V1")
-    diff.add_argument("v2", type=int, metavar="V2")
+    diff.add_argument("v1", type=version, metavar="V1")
+    diff.add_argument("v2", type=version, metavar="V2")
     diff.add_argument(
         "--semantic",
         action="store_true",
@@ -129,6 +137,7 @@ def translate_errors() -> Iterator[None]:
 
 
 def build_service(site: Site, auth: AuthServices) -> RecipeService:
+    from hmi.recipe.limits import limits_from_settings
     from hmi.recipe.service import RecipeService
 
     return RecipeService(
@@ -137,7 +146,21 @@ def build_service(site: Site, auth: AuthServices) -> RecipeService:
         clock=site.clock,
         sessions=auth.sessions,
         signatures=auth.signatures,
+        limits=limits_from_settings(site.settings),
     )
+
+
+def site_limits(args: argparse.Namespace) -> EquipmentLimits | None:
+    """The equipment of the site in ``--data`` (or ``$HMI_DATA``) when there is one; None
+    (the product defaults) when there is no site there. A site whose configuration is
+    invalid stops the command (ConfigError)."""
+    from hmi.config import CONFIG_FILE_NAME, load_settings
+    from hmi.recipe.limits import limits_from_settings
+
+    folder = data_dir(args)
+    if not (folder / CONFIG_FILE_NAME).is_file():
+        return None
+    return limits_from_settings(load_settings(folder))
 
 
 @contextmanager
@@ -165,7 +188,9 @@ def user_session(auth: AuthServices, what: str) -> Iterator[Any]:
         auth.sessions.logout(session)
 
 
-def _load_all(files: Sequence[Path], *, verbose: bool = False) -> list[LoadedRecipe]:
+def _load_all(
+    files: Sequence[Path], limits: EquipmentLimits | None, *, verbose: bool = False
+) -> list[LoadedRecipe]:
     """Validate every file (reporting every problem of every file) before anything else."""
     from hmi.recipe.errors import RecipeInvalid
     from hmi.recipe.loader import load_recipe_file
@@ -173,7 +198,7 @@ def _load_all(files: Sequence[Path], *, verbose: bool = False) -> list[LoadedRec
     loaded, failed = [], 0
     for path in files:
         try:
-            item = load_recipe_file(path)
+            item = load_recipe_file(path, limits)
         except RecipeInvalid as exc:
             print_invalid(exc)
             failed += 1
@@ -222,14 +247,21 @@ def _status_table(versions: Sequence[RecipeVersionInfo]) -> Any:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    _load_all(args.files, verbose=True)
+    limits = site_limits(args)
+    where = (
+        f"the equipment of the site in {data_dir(args)}"
+        if limits is not None
+        else "the product's default equipment limits (no site in --data)"
+    )
+    print(f"checked against {where}")
+    _load_all(args.files, limits, verbose=True)
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
     from hmi.recipe.errors import RecipeImportRefused
 
-    loaded = _load_all(args.files)  # every file valid before anyone logs in
+    loaded = _load_all(args.files, site_limits(args))  # every file valid before anyone logs in
     refused = 0
     with (
         open_service(args) as (_site, auth, service),
@@ -325,11 +357,9 @@ def run_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from hmi.recipe.service import FileState
-    from hmi.site import open_site
 
-    site = open_site(data_dir(args), upgrade=False)
     console = Console(highlight=False)
-    try:
+    with reading_site(args) as site:
         service = _reader(site)
         with translate_errors():
             console.print(_status_table(service.list_versions(args.recipe_id)))
@@ -360,16 +390,11 @@ def run_list(args: argparse.Namespace) -> int:
             console.print(table)
             for line in problems:
                 print(f"  - {line}")
-    finally:
-        site.close()
     return 1 if attention else 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from hmi.site import open_site
-
-    site = open_site(data_dir(args), upgrade=False)
-    try:
+    with reading_site(args) as site:
         service = _reader(site)
         with translate_errors():
             stored = service.get(args.recipe_id, args.version)
@@ -379,20 +404,12 @@ def run_show(args: argparse.Namespace) -> int:
                 print()
             return 0
         _print_summary(stored)
-    finally:
-        site.close()
     return 0
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from hmi.site import open_site
-
-    site = open_site(data_dir(args), upgrade=False)
-    try:
-        with translate_errors():
-            lines = _reader(site).diff(args.recipe_id, args.v1, args.v2, semantic=args.semantic)
-    finally:
-        site.close()
+    with reading_site(args) as site, translate_errors():
+        lines = _reader(site).diff(args.recipe_id, args.v1, args.v2, semantic=args.semantic)
     if not lines:
         what = "canonical content" if args.semantic else "texts"
         print(f"{args.recipe_id} v{args.v1} and v{args.v2} have identical {what}")
@@ -415,6 +432,7 @@ class _NoWrites:
 
 
 def _reader(site: Site) -> RecipeService:
+    from hmi.recipe.limits import limits_from_settings
     from hmi.recipe.service import RecipeService
 
     return RecipeService(
@@ -423,6 +441,7 @@ def _reader(site: Site) -> RecipeService:
         clock=site.clock,
         sessions=_NoWrites(),
         signatures=_NoWrites(),
+        limits=limits_from_settings(site.settings),
     )
 
 

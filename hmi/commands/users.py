@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from hmi.commands.arguments import version
 from hmi.commands.errors import CommandError, data_dir
 
 if TYPE_CHECKING:
@@ -114,7 +115,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     reason(add)
 
-    action("list", "list every account (disabled ones too)", run_list)
+    action(
+        "list",
+        "list every account (disabled ones too); reads only, as the other listing commands do:"
+        " no login, nothing recorded",
+        run_list,
+    )
 
     show = action("show", "show one account", run_show)
     show.add_argument("user_id", metavar="USER_ID")
@@ -160,7 +166,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     train.add_argument("user_id", metavar="USER_ID")
     train.add_argument("recipe_id", metavar="RECIPE")
-    train.add_argument("--version", type=int, default=None, help="one version only (default: all)")
+    train.add_argument(
+        "--version", type=version, default=None, help="one version only (default: all)"
+    )
     train.add_argument(
         "--evidence", help="the training: course, document, date (asked when missing)"
     )
@@ -180,11 +188,13 @@ class _Context:
     session: Session
 
 
-def open_auth(args: argparse.Namespace) -> tuple[Site, AuthServices]:
+def open_auth(args: argparse.Namespace, *, startup: bool = True) -> tuple[Site, AuthServices]:
+    """The site and its auth services for a command that records what it does; ``startup``
+    False for one that is not a start of the terminal (see :func:`hmi.site.open_site`)."""
     from hmi.auth.services import build_auth_services
     from hmi.site import open_site
 
-    site = open_site(data_dir(args))
+    site = open_site(data_dir(args), startup=startup)
     try:
         return site, build_auth_services(site.settings, site.engine, site.audit, site.clock)
     except Exception:
@@ -331,20 +341,28 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    with admin_context(args) as ctx:
-        users = ctx.auth.users.list_users(ctx.session)
-        now = ctx.site.clock.now()
+    from hmi.auth.accounts import UserStore, typed_id_key
+    from hmi.auth.totp import load_site_key
+    from hmi.commands.reading import reading_site
+
+    with reading_site(args) as site, translate_errors():
+        # Only reads: no administrator login (a login is recorded), as for every listing;
+        # access to the list is access to the site's data directory.
+        key = typed_id_key(load_site_key(site.settings.site_key_path))
+        users = UserStore(site.engine, typed_id_key=key).all()
+        now = site.clock.now()
         table = Table(title=f"{len(users)} account(s)", title_justify="left")
         for column in ("user ID", "name", "roles", "status", "TOTP", "last login"):
             table.add_column(column)
         for user in users:
             table.add_row(
                 user.user_id,
-                user.full_name,
+                escape(user.full_name),
                 ", ".join(r.value for r in user.roles),
-                user.effective_status(now, ctx.site.settings.password.max_age_days),
+                user.effective_status(now, site.settings.password.max_age_days),
                 "active" if user.totp_active else "-",
                 _when(user.last_login_at),
             )

@@ -14,7 +14,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 TAG_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 SIM_NAMESPACE_URI = "urn:line-hmi:plc-sim:blender"
@@ -46,7 +54,16 @@ _NUMERIC = ("float", "int")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a number is a number (``true`` is not 1), text is text; no inf or nan.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _as_tuple(value: object) -> object:
+    """TOML arrays are lists; these settings keep them as tuples."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+Choices = Annotated[tuple[str, ...] | None, BeforeValidator(_as_tuple)]
 
 
 def _check_range(low: float | None, high: float | None, kind: str, what: str) -> None:
@@ -65,7 +82,7 @@ class TagSpec(_Strict):
     unit: str = ""
     low: float | None = None
     high: float | None = None
-    choices: tuple[str, ...] | None = None
+    choices: Choices = None
     writable: bool = False
     description: str = ""
 
@@ -89,7 +106,7 @@ class ArgSpec(_Strict):
     unit: str = ""
     low: float | None = None
     high: float | None = None
-    choices: tuple[str, ...] | None = None
+    choices: Choices = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -105,7 +122,7 @@ class MethodSpec(_Strict):
     path: str | None = None
     node: str | None = None
     object_node: str | None = None
-    args: tuple[ArgSpec, ...] = ()
+    args: Annotated[tuple[ArgSpec, ...], BeforeValidator(_as_tuple)] = ()
     description: str = ""
 
     @model_validator(mode="after")
@@ -213,8 +230,11 @@ class PlcSettings(_Strict):
     @field_validator("endpoint")
     @classmethod
     def _opc_tcp(cls, value: str) -> str:
-        if not re.match(r"^opc\.tcp://[^/:\s]+:\d{1,5}(/\S*)?$", value):
+        found = re.match(r"^opc\.tcp://[^/:\s]+:(\d{1,5})(/\S*)?$", value)
+        if not found:
             raise ValueError("expected opc.tcp://HOST:PORT/PATH")
+        if not 1 <= int(found.group(1)) <= 65535:
+            raise ValueError(f"port {found.group(1)} is not a TCP port (1-65535)")
         return value
 
     @field_validator("tags", "methods")

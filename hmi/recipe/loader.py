@@ -21,6 +21,8 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from hmi.recipe.errors import Problem, RecipeInvalid
+from hmi.recipe.limits import EquipmentLimits
+from hmi.recipe.limits import context as limit_context
 from hmi.recipe.model import (
     FORMAT_VERSION,
     RULE_ERROR,
@@ -33,9 +35,13 @@ from hmi.recipe.model import (
     Step,
     cross_check,
 )
+from hmi.tomlsafe import TomlLimitError, loads_limited
 
 #: Larger files are refused before parsing (a recipe is a few kilobytes).
 MAX_FILE_BYTES = 512 * 1024
+#: Deeper nesting (arrays, inline tables, dotted keys) is refused before parsing; a recipe
+#: needs three levels.
+MAX_NESTING = 16
 
 _STEP_ADAPTER: TypeAdapter[Step] = TypeAdapter(Step)
 _NAME_ADAPTER: TypeAdapter[str] = TypeAdapter(ParameterName)
@@ -63,8 +69,11 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_recipe_file(path: Path) -> LoadedRecipe:
-    """Read and validate one recipe file; raise :class:`RecipeInvalid` naming every problem."""
+def load_recipe_file(path: Path, limits: EquipmentLimits | None = None) -> LoadedRecipe:
+    """Read and validate one recipe file; raise :class:`RecipeInvalid` naming every problem.
+
+    ``limits``: the equipment the numbers are checked against (a site's, from
+    :func:`hmi.recipe.limits.limits_from_settings`); None for the product defaults."""
     source = str(path)
     try:
         size = path.stat().st_size
@@ -91,12 +100,12 @@ def load_recipe_file(path: Path) -> LoadedRecipe:
         raise RecipeInvalid(
             source, [Problem(source, "file", None, f"is not UTF-8 text (byte {exc.start})")]
         ) from None
-    return load_recipe_text(text, source)
+    return load_recipe_text(text, source, limits)
 
 
-def load_recipe_text(text: str, source: str) -> LoadedRecipe:
+def load_recipe_text(text: str, source: str, limits: EquipmentLimits | None = None) -> LoadedRecipe:
     """Validate a recipe given as text; ``source`` names it in every problem."""
-    recipe = parse_recipe(text, source)
+    recipe = parse_recipe(text, source, limits)
     canonical_json = recipe.canonical_json()
     return LoadedRecipe(
         recipe=recipe,
@@ -108,8 +117,10 @@ def load_recipe_text(text: str, source: str) -> LoadedRecipe:
     )
 
 
-def parse_recipe(text: str, source: str) -> Recipe:
-    """The :class:`Recipe` a TOML text describes, or :class:`RecipeInvalid` with every problem."""
+def parse_recipe(text: str, source: str, limits: EquipmentLimits | None = None) -> Recipe:
+    """The :class:`Recipe` a TOML text describes, or :class:`RecipeInvalid` with every problem.
+
+    The text's size and nesting are checked before it is parsed."""
     if text.startswith("\ufeff"):
         raise RecipeInvalid(
             source,
@@ -123,17 +134,24 @@ def parse_recipe(text: str, source: str) -> Recipe:
             ],
         )
     try:
-        raw = tomllib.loads(text, parse_float=Decimal)
+        raw = loads_limited(
+            text, max_bytes=MAX_FILE_BYTES, max_depth=MAX_NESTING, parse_float=Decimal
+        )
+    except TomlLimitError as exc:
+        raise RecipeInvalid(source, [Problem(source, "file", None, f"not read: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeInvalid(
             source, [Problem(source, "file", None, f"is not valid TOML: {exc}")]
         ) from None
-    return validate_recipe_data(raw, source)
+    return validate_recipe_data(raw, source, limits)
 
 
-def validate_recipe_data(raw: dict[str, Any], source: str) -> Recipe:
+def validate_recipe_data(
+    raw: dict[str, Any], source: str, limits: EquipmentLimits | None = None
+) -> Recipe:
     """Validate parsed TOML data piece by piece, then as a whole."""
     found: list[tuple[tuple[int, int], Problem]] = []
+    ctx = limit_context(limits)
 
     def add(key: tuple[int, int], problems: Iterable[Problem]) -> None:
         found.extend((key, problem) for problem in problems)
@@ -165,7 +183,7 @@ def validate_recipe_data(raw: dict[str, Any], source: str) -> Recipe:
         except ValidationError as exc:
             add((1, position), _problems(exc, source, where, (), field_override="name"))
         try:
-            valid_parameters[name] = Parameter.model_validate(body)
+            valid_parameters[name] = Parameter.model_validate(body, context=ctx)
         except ValidationError as exc:
             add((1, position), _problems(exc, source, where, tuple(Parameter.model_fields)))
 
@@ -185,7 +203,7 @@ def validate_recipe_data(raw: dict[str, Any], source: str) -> Recipe:
         raw_id = body.get("id") if isinstance(body, dict) else None
         where = _step_where(raw_id, index)
         try:
-            steps.append((raw_id, _STEP_ADAPTER.validate_python(body)))
+            steps.append((raw_id, _STEP_ADAPTER.validate_python(body, context=ctx)))
         except ValidationError as exc:
             kind = body.get("kind") if isinstance(body, dict) else None
             model = STEP_KINDS.get(kind) if isinstance(kind, str) else None
@@ -193,7 +211,10 @@ def validate_recipe_data(raw: dict[str, Any], source: str) -> Recipe:
             add((2, index), _problems(exc, source, where, allowed))
             steps.append((raw_id, None))
 
-    for issue in cross_check(declared=declared, parameters=valid_parameters, steps=steps):
+    checked = cross_check(
+        declared=declared, parameters=valid_parameters, steps=steps, limits=ctx["limits"]
+    )
+    for issue in checked:
         if issue.step is not None:
             key = (2, issue.step)
         elif issue.parameter is not None and issue.parameter in declared:
@@ -205,7 +226,7 @@ def validate_recipe_data(raw: dict[str, Any], source: str) -> Recipe:
         found.sort(key=lambda item: item[0])  # stable: file order, then rule order
         raise RecipeInvalid(source, [problem for _key, problem in found])
     try:
-        return Recipe.model_validate(raw)
+        return Recipe.model_validate(raw, context=ctx)
     except ValidationError as exc:  # pragma: no cover - the piecewise checks above cover all rules
         raise RecipeInvalid(source, _problems(exc, source, "recipe", _HEADER_KEYS)) from None
 

@@ -33,8 +33,10 @@ from pydantic_core import PydanticCustomError
 
 from hmi.audit import canonical
 from hmi.auth.roles import ROLE_ORDER, Meaning, Role, may_sign
+from hmi.recipe.limits import EquipmentLimits, from_context
 from hmi.recipe.tags import PLC_TAGS, TagSpec
 from hmi.recipe.units import UNITS, UnitError, convert, family, normalise_unit
+from hmi.textcheck import text_problem
 
 #: The file format this software reads and writes (``format = 1`` in every recipe file).
 FORMAT_VERSION = 1
@@ -97,13 +99,55 @@ def _raise_issues(issues: Sequence[RuleIssue]) -> None:
 # -- value types -------------------------------------------------------------------------
 
 
+#: No number in a recipe is larger than this in size (a plausibility bound before any unit or
+#: tag range: the equipment's own ranges are far narrower).
+MAX_MAGNITUDE = Decimal(1_000_000_000)
+#: Decimal places a number may have (0.000001 is the finest step any unit here needs).
+MAX_DECIMALS = 6
+#: Significant digits a number may have: the PLC receives it as a double-precision number,
+#: which holds 15 exactly.
+MAX_DIGITS = 15
+
+
 def _number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise _fail(f"expected a number (e.g. 12 or 0.90), got {_show(value)}")
+    if isinstance(value, int) and abs(value) > MAX_MAGNITUDE:
+        raise _fail(f"expected a number of at most {MAX_MAGNITUDE} in size, got {value:.3e}")
     number = Decimal(value)
     if not number.is_finite():
         raise _fail(f"expected a finite number, got {value}")
+    if abs(number) > MAX_MAGNITUDE:
+        raise _fail(f"expected a number of at most {MAX_MAGNITUDE} in size, got {number:.3e}")
+    if number != 0:
+        _sign, digits, exponent = number.as_tuple()
+        kept = list(digits)
+        assert isinstance(exponent, int)
+        while len(kept) > 1 and kept[-1] == 0:
+            kept.pop()
+            exponent += 1
+        if exponent < -MAX_DECIMALS:
+            raise _fail(f"expected at most {MAX_DECIMALS} decimal places, got {number}")
+        if len(kept) > MAX_DIGITS:
+            raise _fail(
+                f"expected at most {MAX_DIGITS} significant digits (the PLC holds no more),"
+                f" got {number}"
+            )
     return number
+
+
+def _one_line(value: str) -> str:
+    problem = text_problem(value, multiline=False)
+    if problem is not None:
+        raise _fail(problem)
+    return value
+
+
+def _lines(value: str) -> str:
+    problem = text_problem(value, multiline=True)
+    if problem is not None:
+        raise _fail(problem)
+    return value
 
 
 def _as_tuple(value: Any) -> Any:
@@ -176,8 +220,8 @@ def _unique(value: tuple[str, ...]) -> tuple[str, ...]:
 
 Number = Annotated[Decimal, BeforeValidator(_number)]
 PositiveNumber = Annotated[Decimal, BeforeValidator(_number), Field(gt=0)]
-Text = Annotated[str, Field(min_length=1, max_length=80, pattern=r"\S")]
-LongText = Annotated[str, Field(max_length=4000)]
+Text = Annotated[str, Field(min_length=1, max_length=80, pattern=r"\S"), AfterValidator(_one_line)]
+LongText = Annotated[str, Field(max_length=4000), AfterValidator(_lines)]
 UnitSymbol = Annotated[str, AfterValidator(_unit)]
 TagName = Annotated[str, AfterValidator(_tag)]
 SigningRole = Annotated[str, AfterValidator(_role)]
@@ -205,8 +249,12 @@ MaterialCode = Annotated[
 
 
 def _wait_value(value: Any) -> Any:
-    if isinstance(value, bool | str):
+    if isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        if len(value) > 80:
+            raise _fail("expected text of at most 80 characters")
+        return _one_line(value)
     return _number(value)
 
 
@@ -292,6 +340,41 @@ class Parameter(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _plausible(self, info: ValidationInfo) -> Parameter:
+        """A duration is longer than zero; the limits fit the range of each tag."""
+        issues: list[RuleIssue] = []
+        if family(self.unit) == "time" and self.low <= 0:
+            issues.append(
+                RuleIssue(
+                    "low", f"a duration must be longer than zero, got low {self.low} {self.unit}"
+                )
+            )
+        issues += self.tag_range_issues(from_context(info.context))
+        _raise_issues(issues)
+        return self
+
+    def tag_range_issues(self, limits: EquipmentLimits) -> list[RuleIssue]:
+        """``low`` and ``high`` (so the setpoint between them) against the range of the
+        write tag (what the PLC accepts) and of the monitor tag (what it reports as good)."""
+        issues: list[RuleIssue] = []
+        for field, verb in (("write_tag", "accepts"), ("monitor_tag", "reports as valid")):
+            tag = getattr(self, field)
+            found = None if tag is None else limits.tag(tag)
+            if tag is None or found is None or found.unit is None:
+                continue
+            for name in ("low", "high"):
+                value: Decimal = getattr(self, name)
+                if not found.holds(convert(value, self.unit, found.unit)):
+                    issues.append(
+                        RuleIssue(
+                            name,
+                            f"{name} {value} {self.unit} is outside what PLC tag {tag!r} {verb}:"
+                            f" {found.text()} ({limits.where_tag(tag)})",
+                        )
+                    )
+        return issues
+
     def in_unit(self, value: Decimal, unit: str) -> Decimal:
         """Convert a value of this parameter to another unit of its family."""
         return convert(value, self.unit, unit)
@@ -318,6 +401,10 @@ class Parameter(_Model):
         return convert(value, self.unit, unit)
 
 
+def _kg(value: Decimal) -> str:
+    return f"{format(value.normalize(), 'f')} kg"
+
+
 def _same_family(unit: str) -> list[str]:
     wanted = family(unit)
     return [u.symbol for u in UNITS.values() if u.family == wanted]
@@ -336,7 +423,9 @@ class CheckStep(_Step):
     """The operator confirms ``text``; optionally a second person in ``verified_by_role`` too."""
 
     kind: Literal["check"]
-    text: Annotated[str, Field(min_length=1, max_length=4000, pattern=r"\S")]
+    text: Annotated[
+        str, Field(min_length=1, max_length=4000, pattern=r"\S"), AfterValidator(_lines)
+    ]
     verified_by_role: VerifyingRole | None = None
 
 
@@ -368,7 +457,7 @@ class ChargeStep(_Step):
         return unit
 
     @model_validator(mode="after")
-    def _rules(self) -> ChargeStep:
+    def _rules(self, info: ValidationInfo) -> ChargeStep:
         issues: list[RuleIssue] = []
         if (self.tolerance_pct is None) == (self.tolerance_abs is None):
             issues.append(
@@ -397,8 +486,42 @@ class ChargeStep(_Step):
                     f" set verified_by_role to one of {', '.join(VERIFYING_ROLES)}",
                 )
             )
+        if not issues:
+            issues += self.capacity_issues(from_context(info.context))
         _raise_issues(issues)
         return self
+
+    def most_kg(self) -> Decimal:
+        """The most this charge may put in the bin (the top of its tolerance), in kg."""
+        return self.acceptance_range("kg")[1]
+
+    def capacity_issues(self, limits: EquipmentLimits) -> list[RuleIssue]:
+        """This charge alone against the bin's rated load and the load cell's range."""
+        most = self.most_kg()
+        shown = f"target {self.target} {self.unit} (up to {_kg(most)} with its tolerance)"
+        if limits.max_charge_kg is not None and most > limits.max_charge_kg:
+            return [
+                RuleIssue(
+                    "target",
+                    f"{shown} is more than the bin holds: {_kg(limits.max_charge_kg)}"
+                    f" ({limits.where_capacity()})",
+                )
+            ]
+        scale = limits.tag("weight")
+        if (
+            self.weighing == "load_cell"
+            and scale is not None
+            and scale.unit is not None
+            and not scale.holds(convert(most, "kg", scale.unit))
+        ):
+            return [
+                RuleIssue(
+                    "target",
+                    f"{shown} is beyond what the load cell (PLC tag 'weight') reads:"
+                    f" {scale.text()} ({limits.where_tag('weight')})",
+                )
+            ]
+        return []
 
     @property
     def tolerance(self) -> Decimal:
@@ -475,7 +598,7 @@ class WaitStep(_Step):
     timeout_s: Annotated[int, Field(ge=1, le=86_400)]
 
     @model_validator(mode="after")
-    def _rules(self) -> WaitStep:
+    def _rules(self, info: ValidationInfo) -> WaitStep:
         spec = PLC_TAGS[self.tag]
         issues: list[RuleIssue] = []
         if spec.kind != "number":
@@ -509,8 +632,27 @@ class WaitStep(_Step):
                         f" expected one of: {', '.join(_same_family(spec.unit))}",
                     )
                 )
+            if not issues:
+                issues += self._range_issues(from_context(info.context))
         _raise_issues(issues)
         return self
+
+    def _range_issues(self, limits: EquipmentLimits) -> list[RuleIssue]:
+        """A number waited for must be one the tag can report, or the step never ends."""
+        found = limits.tag(self.tag)
+        target = self.target_for_plc()
+        if found is None or found.unit is None or not isinstance(target, Decimal):
+            return []
+        if found.holds(convert(target, PLC_TAGS[self.tag].unit or found.unit, found.unit)):
+            return []
+        unit = self.unit or PLC_TAGS[self.tag].unit
+        return [
+            RuleIssue(
+                "value",
+                f"{self.value} {unit} is outside what PLC tag {self.tag!r} reports as valid:"
+                f" {found.text()} ({limits.where_tag(self.tag)})",
+            )
+        ]
 
     def target_for_plc(self) -> bool | Decimal | str:
         """``value`` as compared with the tag: numbers converted to the tag's unit."""
@@ -641,12 +783,13 @@ class Recipe(RecipeHeader):
     steps: Annotated[tuple[Step, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
 
     @model_validator(mode="after")
-    def _cross_rules(self) -> Recipe:
+    def _cross_rules(self, info: ValidationInfo) -> Recipe:
         _raise_issues(
             cross_check(
                 declared=self.parameters.keys(),
                 parameters=self.parameters,
                 steps=[(step.id, step) for step in self.steps],
+                limits=from_context(info.context),
             )
         )
         return self
@@ -681,9 +824,12 @@ def cross_check(
     declared: Any,
     parameters: Mapping[str, Parameter],
     steps: Sequence[tuple[object, Step | None]],
+    limits: EquipmentLimits | None = None,
 ) -> list[RuleIssue]:
     """Rules between steps and parameters: IDs unique, references known and of the right kind,
-    parameters set before they are run, every parameter used.
+    parameters set before they are run, every parameter used, a run's speed, duration and
+    revolutions above zero, and all charges together within the bin's rated load
+    (``limits``, default the product's).
 
     ``declared`` holds every parameter name in the file, ``parameters`` only those that are
     themselves valid (so a broken parameter is not reported again as unknown); ``steps`` holds
@@ -744,6 +890,7 @@ def cross_check(
                     written.add(name)
         elif isinstance(step, RunStep):
             _check_run(step, index, ref, written, issues)
+    issues += _check_load(steps, limits if limits is not None else from_context(None))
     if any(step is None for _raw_id, step in steps):
         return issues  # an invalid step's references are unknown: "unused" would be a guess
     for name in sorted(names - used):
@@ -755,6 +902,33 @@ def cross_check(
             )
         )
     return issues
+
+
+def _check_load(
+    steps: Sequence[tuple[object, Step | None]], limits: EquipmentLimits
+) -> list[RuleIssue]:
+    """The charges of one batch all go into the bin: together (at the top of their
+    tolerances) they must fit its rated load. Reported once, at the charge that overfills it
+    (a charge too big on its own is reported by its step)."""
+    capacity = limits.max_charge_kg
+    if capacity is None:
+        return []
+    total = Decimal(0)
+    for index, (_raw_id, step) in enumerate(steps):
+        if not isinstance(step, ChargeStep):
+            continue
+        most = step.most_kg()
+        total += most
+        if most <= capacity < total:
+            return [
+                RuleIssue(
+                    "target",
+                    f"the charges up to this one put up to {_kg(total)} in the bin (at the top of"
+                    f" their tolerances); it holds {_kg(capacity)} ({limits.where_capacity()})",
+                    step=index,
+                )
+            ]
+    return []
 
 
 def _check_run(
@@ -775,6 +949,15 @@ def _check_run(
         param = ref(index, field, name)
         if param is None:
             continue
+        if param.low <= 0 and family(param.unit) != "time":  # a duration is checked as one
+            issues.append(
+                RuleIssue(
+                    field,
+                    f"parameter {name!r} allows {param.low} {param.unit}; a run's {field} must be"
+                    " above zero (set its low limit above 0)",
+                    step=index,
+                )
+            )
         if family(param.unit) != unit_family:
             issues.append(
                 RuleIssue(

@@ -41,6 +41,7 @@ from hmi.recipe.errors import (
     RecipeNotFound,
     RecipeStateError,
 )
+from hmi.recipe.limits import UNBOUNDED, EquipmentLimits
 from hmi.recipe.loader import LoadedRecipe, load_recipe_file, load_recipe_text
 from hmi.recipe.model import Recipe
 from hmi.recipe.tables import recipe_version
@@ -240,7 +241,10 @@ class RecipeService:
 
     ``sessions`` checks permissions (and records refusals) for the acting session;
     ``signatures`` captures the QA e-signature an approval needs. Both come from
-    :mod:`hmi.auth`; tests may pass stand-ins with the same methods.
+    :mod:`hmi.auth`; tests may pass stand-ins with the same methods. ``limits`` is the
+    equipment files are checked against when they are imported or compared (the site's, see
+    :func:`hmi.recipe.limits.limits_from_settings`; None: the product defaults). A stored
+    version is re-read without them: they were checked when it was imported.
     """
 
     def __init__(
@@ -251,12 +255,14 @@ class RecipeService:
         clock: Clock,
         sessions: Authorizer,
         signatures: ApprovalSigner,
+        limits: EquipmentLimits | None = None,
     ) -> None:
         self.engine = engine
         self.audit = audit
         self.clock = clock
         self.sessions = sessions
         self.signatures = signatures
+        self.limits = limits
 
     # -- import -------------------------------------------------------------------------
 
@@ -267,11 +273,15 @@ class RecipeService:
         ID and version are stored with other content; recorded) or
         :class:`hmi.auth.errors.PermissionDenied` (recorded by the session service).
         """
-        return self.import_loaded(session, load_recipe_file(path), source_path=str(path))
+        return self.import_loaded(
+            session, load_recipe_file(path, self.limits), source_path=str(path)
+        )
 
     def import_text(self, session: Any, text: str, source: str) -> ImportResult:
         """Like :meth:`import_file` for a recipe given as text (``source`` names it)."""
-        return self.import_loaded(session, load_recipe_text(text, source), source_path=source)
+        return self.import_loaded(
+            session, load_recipe_text(text, source, self.limits), source_path=source
+        )
 
     def import_loaded(
         self, session: Any, loaded: LoadedRecipe, *, source_path: str
@@ -680,7 +690,7 @@ class RecipeService:
     def file_status(self, path: Path) -> FileStatus:
         """Compare a recipe file with the stored version of the same ID and version."""
         try:
-            loaded = load_recipe_file(path)
+            loaded = load_recipe_file(path, self.limits)
         except RecipeInvalid as exc:
             return FileStatus(
                 str(path), FileState.INVALID, problems=tuple(str(p) for p in exc.problems)
@@ -780,7 +790,7 @@ def _checked(row: RowMapping) -> StoredRecipe:
             f"{name}: the stored content does not match its recorded SHA-256"
         )
     try:
-        loaded = load_recipe_text(content, f"stored {name}")
+        loaded = load_recipe_text(content, f"stored {name}", UNBOUNDED)
     except RecipeInvalid as exc:
         raise RecipeIntegrityError(
             f"{name}: the stored text no longer validates with this software: {exc}"
