@@ -409,7 +409,6 @@ def test_a_database_that_cannot_be_read_cannot_be_verified(
 
 
 def test_the_help_names_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        main(["audit", "verify", "--help"])
+    assert main(["audit", "verify", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "Exit status: 0 intact; 1 problems found" in text and "2 cannot verify" in text

@@ -90,8 +90,7 @@ def test_the_documented_exit_statuses_are_the_commands_own(
     for status, words in STATUS_WORDS.items():
         assert statuses[status].startswith(words), statuses[status]
     for command in (["audit", "verify"], ["ebr", "verify"]):
-        with pytest.raises(SystemExit):
-            main([*command, "--help"])
+        assert main([*command, "--help"]) == 0
         text = " ".join(capsys.readouterr().out.split())
         for status, words in STATUS_WORDS.items():
             assert f"{status} {words}" in text, (command, status)
