@@ -13,7 +13,6 @@ import os
 import re
 import sqlite3
 import struct
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from multiprocessing import get_context
-from multiprocessing.context import BaseContext
 from typing import Any
 
 from nacl.bindings import crypto_sign_open
@@ -345,7 +343,7 @@ def _check_rows_parallel(
     all_rows = []
     futures = []
     chunk: list[Row] = []
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context())
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork"))
     try:
         for row in rows:
             chunk.append(row)
@@ -369,17 +367,6 @@ def _check_rows_parallel(
 
 
 _CHUNK = 1000
-
-
-def worker_context() -> BaseContext:
-    """How the worker processes start: forked (fast, nothing to import again) when this
-    process runs a single thread; from a fork server otherwise. A process forked while
-    another of its threads holds a lock (SQLite's, the import lock, the allocator's) can
-    hang for ever, and the verifier waiting for it with it: in the kiosk, beside the PLC
-    link or a screen's worker threads, verification must not fork."""
-    if threading.active_count() == 1:
-        return get_context("fork")
-    return get_context("forkserver")
 
 
 def default_workers() -> int:
@@ -584,7 +571,7 @@ def verify_sqlite_file(
         wanted[point.terminal].add(point.seq)
     walker = _ChainWalker(trusted, checkpoints, anchors, False)
     joined = True
-    with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
         futures = [
             pool.submit(walk_sqlite_range, path, a, b, terminal, from_seq, keys, dict(wanted))
             for a, b in ranges

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from hmi.audit.chain import seal_event
 from hmi.audit.checkpoint import WitnessFile
 from hmi.audit.keys import Signer
 from hmi.audit.store import _PARALLEL_FROM, load_rows, trusted_keys, verify_database
-from hmi.audit.verify import Kind, VerifyReport, verify_rows, worker_context
+from hmi.audit.verify import Kind, VerifyReport, verify_rows
 from hmi.db import make_engine
 from hmi.site import Site, init_site
 from tests.helpers.audit import OPERATOR, attacker
@@ -116,34 +115,3 @@ def test_parallel_file_walk_reports_what_the_sorted_walk_reports(
     assert (summary.first_seq, summary.last_seq, summary.last_hash, summary.events) == (
         reference.first_seq, reference.last_seq, reference.last_hash, reference.events,
     )  # fmt: skip
-
-
-def test_beside_another_thread_the_workers_start_from_a_fork_server(
-    big_site: Path, tmp_path: Path
-) -> None:
-    """In the kiosk other threads run (screen workers, the PLC link): a process forked while
-    one of them holds a lock can hang for ever, so verification must not fork there, and
-    reports the same from a fork server."""
-    data = tmp_path / "site"
-    shutil.copytree(big_site, data)
-    conn = attacker(data / "hmi.db")
-    _edit(conn)
-    conn.close()
-    release = threading.Event()
-    holder = threading.Lock()
-
-    def busy() -> None:
-        with holder:  # a lock held while the workers start, as SQLite's or the allocator's
-            release.wait(timeout=60)
-
-    thread = threading.Thread(target=busy, daemon=True)
-    thread.start()
-    try:
-        assert worker_context().get_start_method() == "forkserver"
-        parallel, serial = _both(data)
-    finally:
-        release.set()
-        thread.join(timeout=60)
-    assert parallel.rows_checked == serial.rows_checked > _PARALLEL_FROM
-    assert [p.to_json() for p in parallel.problems] == [p.to_json() for p in serial.problems]
-    assert parallel.problems and not parallel.ok
