@@ -432,7 +432,8 @@ class HmiApp(App[None]):
         gateway = self.ctx.gateway
         if gateway is not None:
             try:
-                await asyncio.wait_for(gateway.disconnect(), timeout=3)
+                async with asyncio.timeout(3):
+                    await gateway.disconnect()
             except Exception as exc:
                 log.warning("PLC disconnect failed: %s", exc)
 

@@ -791,7 +791,8 @@ class SimulatorThread:
             return await fn(self.server)
 
         future = asyncio.run_coroutine_threadsafe(runner(), self._loop)
-        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        async with asyncio.timeout(timeout):
+            return await asyncio.wrap_future(future)
 
     def stop(self, timeout: float = 10.0) -> None:
         loop, stop = self._loop, self._stop

@@ -548,9 +548,10 @@ class AlarmService:
         try:
             while True:
                 try:
-                    event = await asyncio.wait_for(
-                        stream.get(), timeout=max(0.01, next_check - loop.time())
-                    )
+                    # asyncio.timeout, not wait_for: in Python 3.11 wait_for swallows a
+                    # cancellation that arrives as the event does, and this loop never ends
+                    async with asyncio.timeout(max(0.01, next_check - loop.time())):
+                        event = await stream.get()
                 except TimeoutError:
                     event = None
                 except StopAsyncIteration:

@@ -446,9 +446,8 @@ class AsyncuaGateway:
         s = self._settings
         secure = s.secure if secure is None else secure
         try:
-            endpoints = await asyncio.wait_for(
-                client.connect_and_get_server_endpoints(), s.request_timeout_s * 2
-            )
+            async with asyncio.timeout(s.request_timeout_s * 2):
+                endpoints = await client.connect_and_get_server_endpoints()
         except (*_CONNECTION_ERRORS, UaError) as exc:
             raise PlcConnectionFailed(f"cannot reach the PLC at {s.endpoint}: {exc!r}") from None
         mode = ua.MessageSecurityMode[s.security_mode if secure else "None_"]
@@ -517,7 +516,8 @@ class AsyncuaGateway:
 
         client.connection_lost_callback = on_connection_lost
         try:
-            await asyncio.wait_for(client.connect(), s.request_timeout_s * 2)
+            async with asyncio.timeout(s.request_timeout_s * 2):
+                await client.connect()
         except asyncio.CancelledError:
             await _close_client(client)
             raise
@@ -950,7 +950,8 @@ class AsyncuaGateway:
             if remaining <= 0:
                 return f"PLC heartbeat frozen for more than {timeout:g} s"
             try:
-                await asyncio.wait_for(session.lost.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: see AlarmService.run
+                    await session.lost.wait()
             except TimeoutError:
                 continue
             return session.loss_reason
@@ -1098,7 +1099,8 @@ def _type_name(type_id: int) -> str:
 async def _close_client(client: Any) -> None:
     """Close a client quickly, whatever state it is in; a dead server must not stall us."""
     try:
-        await asyncio.wait_for(client.disconnect(), TEARDOWN_TIMEOUT_S)
+        async with asyncio.timeout(TEARDOWN_TIMEOUT_S):
+            await client.disconnect()
     except Exception:
         log.debug("closing the OPC UA client did not finish cleanly", exc_info=True)
     with contextlib.suppress(Exception):

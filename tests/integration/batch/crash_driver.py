@@ -76,7 +76,8 @@ async def main(args: argparse.Namespace) -> int:
     await driver.run(args.batch, stop_after=args.until)
     for task in tasks:
         task.cancel()
-    await asyncio.wait_for(gateway.disconnect(), 5)
+    async with asyncio.timeout(5):
+        await gateway.disconnect()
     site.close()
     ack("done")
     return 0

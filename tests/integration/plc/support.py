@@ -98,7 +98,8 @@ async def next_event(
         if remaining <= 0:
             raise AssertionError(f"no matching event within {timeout} s; last seen: {seen[-5:]}")
         try:
-            event = await asyncio.wait_for(stream.get(), remaining)
+            async with asyncio.timeout(remaining):
+                event = await stream.get()
         except TimeoutError:
             continue
         if match(event):

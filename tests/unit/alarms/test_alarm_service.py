@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from hmi.alarms.service import (
 from hmi.auth.errors import PermissionDenied
 from hmi.auth.services import AuthServices
 from hmi.clock import ManualClock
+from hmi.plc.stream import PlcEventStream
 from hmi.plc.types import COMM_LOSS_ALARM, ConnectionState, ConnectionStateChanged, PlcAlarmEvent
 from hmi.site import Site
 from tests.integration.batch.support import (
@@ -148,3 +150,39 @@ def test_reconcile_with_the_plc_list_at_start_up(alarms: AlarmService) -> None:
     assert alarms.active_codes() == {"TEMP_HIGH", "LOADCELL_DRIFT"}
     ordered = [a.code for a in alarms.active()]
     assert ordered[0] == "ESTOP"  # most severe first (cleared but unacknowledged)
+
+
+class _BusyGateway:
+    """A PLC whose event stream always has the next event ready (a fault storm)."""
+
+    def __init__(self) -> None:
+        self.stream = PlcEventStream()
+
+    def events(self) -> PlcEventStream:
+        return self.stream
+
+
+async def test_the_alarm_feed_stops_when_cancelled_even_while_events_pour_in(
+    alarms: AlarmService,
+) -> None:
+    # A cancellation that lands as an event arrives must end the feed: in Python 3.11
+    # asyncio.wait_for swallows it and the feed ran on for ever (a kiosk that would not close).
+    loop = asyncio.get_running_loop()
+    for steps in range(40):
+        gateway = _BusyGateway()
+        stream = gateway.stream
+
+        def refill(stream: PlcEventStream = stream) -> None:
+            if not stream.closed:
+                stream.push(event("MOTOR_OVERCURRENT", True))
+                loop.call_soon(refill)
+
+        refill()
+        feed = loop.create_task(alarms.run(gateway))
+        for _ in range(steps % 8):
+            await asyncio.sleep(0)
+        feed.cancel()
+        done, _ = await asyncio.wait([feed], timeout=5)
+        assert done, f"the feed ran on after cancel (cancelled after {steps % 8} loop steps)"
+        assert feed.cancelled()
+        assert stream.closed or steps % 8 == 0  # a feed cancelled before it began opens none
