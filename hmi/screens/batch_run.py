@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.widget import AwaitMount
 from textual.widgets import Input, Label, Static
 
 from hmi.auth.roles import Meaning
@@ -316,16 +317,26 @@ class BatchRunScreen(HmiScreen):
         elif isinstance(step, SignatureStep):
             lines.append(f"Sign '{step.meaning}' as {step.role} (F3).")
         text.update("\n".join(lines))
-        for name, label, value in rows:
-            inputs.mount(
-                Horizontal(
-                    Label(label, classes="field-label"),
-                    Input(compact=True, value=value, id=f"in-{name}"),
-                    Static("", id=f"hint-{name}", classes="hint"),
-                    classes="field-row",
-                )
+        mounted = inputs.mount_all(
+            Horizontal(
+                Label(label, classes="field-label"),
+                Input(compact=True, value=value, id=f"in-{name}"),
+                Static("", id=f"hint-{name}", classes="hint"),
+                classes="field-row",
             )
+            for name, label, value in rows
+        )
         if rows:  # the first entry field takes the keys, not the step list
+            self.call_later(self._focus_when_mounted, mounted)
+
+    async def _focus_when_mounted(self, mounted: AwaitMount) -> None:
+        # a field is given the focus once it is mounted: asked earlier (a busy kiosk mounts
+        # slowly) the focus is refused without a word and the operator's keys go nowhere
+        await mounted
+        self.call_after_refresh(self._focus_first_entry)
+
+    def on_screen_resume(self) -> None:
+        if self.focused is None:  # a dialog closed over fields that had no focus yet
             self.call_after_refresh(self._focus_first_entry)
 
     def _focus_first_entry(self) -> None:

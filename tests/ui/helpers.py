@@ -29,7 +29,8 @@ async def tables_measured(pilot: Pilot[None]) -> None:
     when its message queue is empty, which on a busy machine can come after the workers are
     done (a picture taken before shows header-wide columns)."""
     for _ in range(500):
-        tables = list(pilot.app.screen.query(DataTable))
+        # every screen of the stack: a dialog's picture shows the screen behind it
+        tables = [t for screen in pilot.app.screen_stack for t in screen.query(DataTable)]
         if not any(t._require_update_dimensions or t._updated_cells for t in tables):
             return
         await pilot.pause(0.02)

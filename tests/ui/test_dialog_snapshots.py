@@ -149,6 +149,7 @@ async def new_user_form(pilot: Pilot[None]) -> None:
     await shown(pilot, FormDialog)
     await type_into(pilot, "#field-user_id", "new.operator")
     await type_into(pilot, "#field-full_name", "Nina Newcomer")
+    await shown(pilot, FormDialog)  # the typed values checked and painted
 
 
 async def password_change(pilot: Pilot[None]) -> None:
