@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
 
 import pytest
 
@@ -21,6 +20,7 @@ from hmi.plc import (
     TagValuesChanged,
 )
 from plc_sim.server import SimulatorThread
+from tests.integration.batch.support import set_model
 from tests.integration.plc.support import TIME_SCALE, ClientSite, wait_for_tag, wait_state
 
 
@@ -130,10 +130,6 @@ async def test_commands_run_and_refusals_carry_the_plcs_reason(gateway: AsyncuaG
     assert isinstance(measured, float) and abs(measured - 20.0) < 0.1
 
 
-async def _set_time_scale(server: Any, scale: float) -> None:
-    server.model.time_scale = scale
-
-
 async def test_live_values_follow_the_running_blend(
     gateway: AsyncuaGateway, sim: SimulatorThread
 ) -> None:
@@ -148,10 +144,10 @@ async def test_live_values_follow_the_running_blend(
     consumer = asyncio.create_task(consume())
     # the ramp at real time (about 2.4 s): at the suite's 50x it fits in one publish, and a
     # busy machine's coalescing stream then rightly hands over only its end
-    await sim.acall(lambda server: _set_time_scale(server, 1.0))
+    await set_model(sim, time_scale=1.0)
     await start_blend(gateway)
     await wait_for_tag(gateway, "speed", lambda v: v > 11.0)
-    await sim.acall(lambda server: _set_time_scale(server, TIME_SCALE))
+    await set_model(sim, time_scale=TIME_SCALE)
     await wait_for_tag(gateway, "elapsed_time", lambda v: v > 30.0)
     current = await wait_for_tag(gateway, "motor_current", lambda v: v > 0)
     assert 2.0 < current < 8.0
