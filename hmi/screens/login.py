@@ -32,6 +32,8 @@ class LoginScreen(HmiScreen):
     def __init__(self, ctx: HmiContext) -> None:
         super().__init__(ctx)
         self.busy = False
+        #: set once the credentials were accepted: the home screen replaces this one next
+        self.accepted = False
 
     def compose_body(self) -> ComposeResult:
         if self.ctx.demo:
@@ -101,6 +103,7 @@ class LoginScreen(HmiScreen):
 
     def _logged_in(self, session: Session) -> None:
         self.busy = False
+        self.accepted = True
         self.post_message(LoggedIn(session))
 
     def _failed(self, message: str, exc: BaseException) -> None:

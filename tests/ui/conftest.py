@@ -3,12 +3,17 @@ a fixed clock and time zone, and helpers to drive the App."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+import html
+import pickle
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
 import pytest
+from pytest_textual_snapshot import node_to_report_path
 from sqlalchemy import select
 
 from hmi.app import HmiApp, make_app
@@ -149,3 +154,43 @@ def sim(simulator: SimulatorThread) -> SimulatorThread:
     """The shared simulator powered up afresh (Stopped, empty, no faults)."""
     simulator.call(lambda server: server.reset_simulation())
     return simulator
+
+
+_SVG_TEXT = re.compile(r'<text[^>]*x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>')
+
+
+def svg_lines(svg: str) -> list[str]:
+    """The characters of a Textual screenshot, row by row (colours left out)."""
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for match in _SVG_TEXT.finditer(svg):
+        x, y = float(match.group(1)), float(match.group(2))
+        rows.setdefault(y, []).append((x, html.unescape(match.group(3))))
+    lines = []
+    for y in sorted(rows):
+        line = ""
+        for x, text in sorted(rows[y]):
+            line = line.ljust(round(x / 12.2)) + text
+        lines.append(line.replace("\xa0", " ").rstrip())
+    return lines
+
+
+@pytest.fixture
+def snap_compare(
+    snap_compare: Callable[..., bool], request: pytest.FixtureRequest
+) -> Callable[..., bool]:
+    """The plugin's comparison, which on a mismatch also prints what differs as text, so a
+    failure in CI can be read without the HTML report (colour-only changes show no lines)."""
+
+    def compare(*args: object, **kwargs: object) -> bool:
+        result = snap_compare(*args, **kwargs)
+        if not result:
+            # the file the plugin itself wrote for this test a moment ago
+            data = pickle.loads(node_to_report_path(request.node).read_bytes())  # noqa: S301
+            expected, actual = str(data[1]), str(data[2])
+            diff = difflib.unified_diff(
+                svg_lines(expected), svg_lines(actual), "snapshot", "this run", lineterm=""
+            )
+            print("\n".join(diff) or "(the text is the same: a colour or style differs)")
+        return result
+
+    return compare

@@ -45,10 +45,25 @@ async def type_into(pilot: Pilot[None], selector: str, text: str) -> None:
 
 
 async def login(pilot: Pilot[None], user_id: str, password: str, totp: str = "") -> None:
+    """Log in at the login screen and wait for the outcome: the home screen shown and its
+    data loaded, or the login screen's answer (a refusal, a password change dialog)."""
+    import asyncio
+
+    from hmi.screens.login import LoginScreen
+
+    start = pilot.app.screen
+    assert isinstance(start, LoginScreen), f"not at the login screen: {start!r}"
     await type_into(pilot, "#user-id", user_id)
     await type_into(pilot, "#password", password)
     await type_into(pilot, "#totp", totp)
     await pilot.press("f2")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30.0
+    # accepted: the home screen is pushed by a message the App handles after the worker ends,
+    # which on a busy machine can outlast the rounds of settle()
+    while start.busy or (start.accepted and start.is_attached):
+        assert loop.time() < deadline, "the login did not finish within 30 s"
+        await pilot.pause(0.02)
     await settle(pilot)
 
 
