@@ -417,6 +417,13 @@ def _check_heads(
                 f" signed by key {point.key_id}, which is not trusted, or its signature is"
                 " invalid",
             )  # fmt: skip
+        elif not report.signer_enrolled(point.key_id):
+            report.add(
+                Kind.BAD_CHECKPOINT, point.terminal, point.seq,
+                f"line 1 (header): the chain head the bundle was made from ({point.ts}) is"
+                f" signed by key {point.key_id}, which is trusted but no chain the bundle"
+                " holds enrolled",
+            )  # fmt: skip
     for name in sorted(set(chains) | set(held)):
         head = by_terminal.get(name)
         span = held.get(name) or tuple(chains.get(name) or (0, 0))

@@ -236,7 +236,7 @@ def _verify_rows_of(
         )
         verify_rows(
             rows, trusted=trusted, checkpoints=checkpoints, anchors=anchors, workers=workers,
-            report=report, meanwhile=meanwhile,
+            report=report, meanwhile=meanwhile, every_chain=terminal is None,
         )  # fmt: skip
 
 

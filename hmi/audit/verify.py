@@ -118,6 +118,14 @@ class VerifyReport:
     incremental_from: dict[str, int] = field(default_factory=dict)
     #: What the reader should know that is not a problem (e.g. a torn last witness line).
     notes: list[str] = field(default_factory=list)
+    #: The keys the verified chains enrolled (key id -> the first chain enrolling it), known
+    #: only when every chain was walked from its genesis event (None otherwise).
+    site_signers: dict[str, str] | None = None
+
+    def signer_enrolled(self, key_id: str) -> bool:
+        """Whether a checkpoint or chain head signed by this (trusted) key may be accepted:
+        the key must be one a verified chain enrolled, when that is known."""
+        return self.site_signers is None or key_id in self.site_signers
 
     @property
     def ok(self) -> bool:
@@ -388,6 +396,7 @@ def verify_rows(
     workers: int | None = None,
     report: VerifyReport | None = None,
     meanwhile: Callable[[], None] | None = None,
+    every_chain: bool = True,
 ) -> VerifyReport:
     """Verify event rows (sorted by terminal, seq) against trusted keys and checkpoints.
 
@@ -401,7 +410,7 @@ def verify_rows(
     all_rows, statuses = _check_rows_parallel(rows, keys, workers or default_workers(), meanwhile)
     verify_checked(
         all_rows, statuses, trusted=trusted, checkpoints=checkpoints, anchors=anchors,
-        partial=partial, report=report,
+        partial=partial, every_chain=every_chain, report=report,
     )  # fmt: skip
     report.seconds += time.perf_counter() - started
     return report
@@ -415,10 +424,12 @@ def verify_checked(
     checkpoints: Sequence[Checkpoint] = (),
     anchors: dict[str, Checkpoint] | None = None,
     partial: bool = False,
+    every_chain: bool = True,
     report: VerifyReport,
 ) -> VerifyReport:
     """The chain checks over rows whose hashes and signatures were already checked."""
     walker = _ChainWalker(trusted, checkpoints, anchors, partial)
+    walker.every_chain = every_chain
     walker.rows = len(all_rows)
     walk_of = walker.walk_of
     for row, status in zip(all_rows, statuses, strict=True):
@@ -526,8 +537,7 @@ def _join(walker: _ChainWalker, shares: list[_Share]) -> bool:
             walk.events += rest.events
             for key_id, seq in rest.key_first.items():
                 walk.key_first.setdefault(key_id, seq)
-            for key_id, seq in rest.enrolled.items():
-                walk.enrolled.setdefault(key_id, seq)
+            walk.enrolments.extend(rest.enrolments)
             walk.found.update(rest.found)
             walk.prev_seq, walk.prev_hash = rest.prev_seq, rest.prev_hash
             walk.prev_ts = rest.prev_ts
@@ -570,6 +580,7 @@ def verify_sqlite_file(
     for point in checkpoints:
         wanted[point.terminal].add(point.seq)
     walker = _ChainWalker(trusted, checkpoints, anchors, False)
+    walker.every_chain = terminal is None
     joined = True
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
         futures = [
@@ -594,7 +605,8 @@ def verify_sqlite_file(
         pairs.sort(key=_chain_order)
         verify_checked(
             [pair[0] for pair in pairs], [pair[1] for pair in pairs], trusted=trusted,
-            checkpoints=checkpoints, anchors=anchors, report=report,
+            checkpoints=checkpoints, anchors=anchors, every_chain=terminal is None,
+            report=report,
         )  # fmt: skip
     report.seconds += time.perf_counter() - started
     return report
@@ -622,8 +634,12 @@ class _ChainWalk:
         self.found: dict[int, str] = {}
         #: every key that signed a row of the chain, with the first seq it signed
         self.key_first: dict[str, int] = {}
-        #: every key the chain enrolled (its genesis key, ``audit.key.enrolled``), and where
-        self.enrolled: dict[str, int] = {}
+        #: every well-formed enrolment the chain holds, in seq order: (seq, the key it
+        #: enrols, the key that signed it); the genesis event's signer is its own key
+        self.enrolments: list[tuple[int, str, str]] = []
+        #: the keys the chain enrolled, with the seq of their enrolment (set on close, from
+        #: ``enrolments``, only when the chain was walked from its genesis event)
+        self.enrolled: dict[str, int] | None = None
         self.events = 0
         self.first_seq: int | None = None
         self.prev_seq: int | None = None
@@ -672,7 +688,7 @@ class _ChainWalk:
                     self.add(Kind.GAP, 1, f"chain starts at seq {seq}, not 1")
                 genesis_key = _check_genesis(self.add, row, self.trusted)
                 if genesis_key is not None:
-                    self.enrolled.setdefault(genesis_key, seq)
+                    self.enrolments.append((seq, genesis_key, GENESIS_ACTION))
         else:
             if seq == prev_seq:
                 self.add(Kind.DUPLICATE, seq, "sequence number appears twice")
@@ -694,17 +710,47 @@ class _ChainWalk:
         if row[_ACTION] == KEY_ENROLLED:
             enrolled = _check_enrolment(self.add, row, self.trusted)
             if enrolled is not None:
-                self.enrolled.setdefault(enrolled, seq)
+                self.enrolments.append((seq, enrolled, str(row[_KEY_ID])))
         self.events += 1
         self.prev_seq, self.prev_hash, self.prev_ts = seq, row[_ROW_HASH], row[_TS]
         if seq in self.wanted:
             self.found[seq] = self.prev_hash
 
+    @property
+    def from_genesis(self) -> bool:
+        """Whether the walk started at the chain's genesis event, so that every enrolment
+        of the chain was seen."""
+        return self.first_seq == 1 and not self.partial and self.anchor is None
+
+    def _accept_enrolments(self) -> dict[str, int]:
+        """The keys the chain enrolled: its genesis key, then each enrolment signed by a key
+        enrolled at an earlier seq. An enrolment signed by the key it enrols, or by any key
+        the chain had not enrolled before it, enrols nothing (``bad_enrolment``): a key
+        cannot vouch for itself."""
+        enrolled: dict[str, int] = {}
+        for seq, key_id, signer in sorted(self.enrolments):
+            if signer == GENESIS_ACTION:
+                enrolled.setdefault(key_id, seq)
+                continue
+            since = enrolled.get(signer)
+            if since is None or since >= seq:
+                self.add(
+                    Kind.BAD_ENROLMENT, seq,
+                    f"key enrolment of {key_id} is signed by "
+                    + ("the key it enrols" if signer == key_id else f"key {signer}")
+                    + ", which the chain had not enrolled before it (an enrolment must be"
+                    " signed by a key the chain enrolled earlier)",
+                )  # fmt: skip
+                continue
+            enrolled.setdefault(key_id, seq)
+        return enrolled
+
     def _check_keys_enrolled(self) -> None:
         """Every trusted key that signed a row was enrolled in this chain at or before its
         first row (checked only on a walk that starts at the genesis event)."""
-        if self.first_seq != 1 or self.partial or self.anchor is not None:
+        if not self.from_genesis:
             return
+        self.enrolled = self._accept_enrolments()
         for key_id, first in sorted(self.key_first.items(), key=lambda item: item[1]):
             if key_id not in self.trusted:
                 continue  # reported as unknown_key on each of its rows
@@ -752,6 +798,8 @@ class _ChainWalker:
             self.by_cp_terminal[point.terminal].append(point)
         self.walks: dict[str, _ChainWalk] = {}
         self.rows = 0
+        #: False when only some terminals' chains are walked (``--terminal``)
+        self.every_chain = True
 
     def walk_of(self, terminal_id: str) -> _ChainWalk:
         walk = self.walks.get(terminal_id)
@@ -766,10 +814,17 @@ class _ChainWalker:
         report.rows_checked += self.rows
         names = sorted(self.walks) if sorted_terminals else list(self.walks)
         hashes: dict[tuple[str, int], str] = {}
+        signers: dict[str, str] | None = {}
         for name in names:
             walk = self.walks[name]
             walk.close(report)
             hashes.update(((name, seq), digest) for seq, digest in walk.found.items())
+            if walk.enrolled is None or signers is None:
+                signers = None
+            else:
+                for key_id in walk.enrolled:
+                    signers.setdefault(key_id, name)
+        report.site_signers = signers if self.walks and self.every_chain else None
         for terminal_id, points in self.by_cp_terminal.items():
             _verify_checkpoints(
                 report, terminal_id, points, self.trusted, hashes, self.anchors.get(terminal_id)
@@ -886,6 +941,13 @@ def _verify_checkpoints(
             report.add(
                 Kind.BAD_CHECKPOINT, terminal_id, point.seq,
                 f"witnessed checkpoint ({point.ts}) has an invalid signature",
+            )  # fmt: skip
+            continue
+        if not report.signer_enrolled(point.key_id):
+            report.add(
+                Kind.BAD_CHECKPOINT, terminal_id, point.seq,
+                f"witnessed checkpoint ({point.ts}) is signed by key {point.key_id}, which is"
+                " trusted but no chain verified here enrolled",
             )  # fmt: skip
             continue
         if point.seq > last_seq:

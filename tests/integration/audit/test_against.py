@@ -310,3 +310,35 @@ def test_against_files_that_cannot_vouch(
     assert code == 1 and kinds(report) == {("bad_checkpoint", line["seq"])}
     assert "not a trusted key" in report["problems"][0]["message"]
     assert head_seq(site) > line["seq"]
+
+
+def test_a_head_signed_by_a_trusted_key_no_chain_enrolled_vouches_for_nothing(
+    site: Site, held: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA's anchor folder holds the keys of two sites: the other site's key may not sign this
+    site's chain head or checkpoints, though it is trusted."""
+    from tests.integration.audit.test_trust_anchors import public_pem_of
+
+    anchors = tmp_path / "anchors"
+    anchors.mkdir()
+    shutil.copy(held["key"], anchors / "this-site.pub")
+    other = Signer(Ed25519PrivateKey.generate())
+    (anchors / "other-site.pub").write_bytes(public_pem_of(other))
+
+    def by_other(data: dict[str, Any]) -> dict[str, Any]:
+        point = Checkpoint.from_json(data)
+        return make_checkpoint(
+            other, point.terminal, point.seq, point.row_hash, point.ts, point.reason
+        ).to_json()
+
+    lines = [by_other(x) if x["type"] == "checkpoint" else x for x in bundle_lines(held["bundle"])]
+    lines[0]["chain_heads"] = [by_other(h) for h in lines[0]["chain_heads"]]
+    resigned = tmp_path / "resigned.bundle"
+    resigned.write_bytes(resign_bundle(lines, site.signer))
+    code, report = verify_json(capsys, "--bundle", str(resigned), "--trust-key", str(anchors))
+    assert code == 1
+    refused = [p for p in report["problems"] if p["kind"] == "bad_checkpoint"]
+    assert any("chain head" in p["message"] for p in refused)
+    assert len(refused) == 1 + sum(1 for x in lines if x["type"] == "checkpoint")
+    assert all("no chain" in p["message"] and "enrolled" in p["message"] for p in refused)
+    assert {p["kind"] for p in report["problems"]} == {"bad_checkpoint"}

@@ -115,7 +115,10 @@ def _mutate(db: Path, how: str, pick: int, text: str) -> tuple[str, str, str]:
                 list(row.values()),
             )
             return "row_inserted", table, str(new_key)
-        column = {"alarm": "message", "user_training": "status", "auth_user": "roles"}[table]
+        column = {
+            "alarm": "message", "auth_alert": "message", "user_training": "status",
+            "auth_user": "roles",
+        }[table]  # fmt: skip
         old = conn.execute(
             f"SELECT {column} FROM {table} WHERE {key_column} = ?", (key,)
         ).fetchone()

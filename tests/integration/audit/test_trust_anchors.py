@@ -241,10 +241,15 @@ def test_a_trusted_key_the_chain_never_enrolled_is_reported(
     rewrite_witness(site.settings.witness_path, other, hashes)
     code, report = verify_json(capsys, "--data", str(site.data_dir))
     assert code == 1
-    assert kinds(report) == {("unenrolled_key", 7)}
-    assert "never enrolled" in report["problems"][0]["message"]
+    # the witness, re-signed with the same key, vouches for nothing: no chain enrolled it
+    refused = [p for p in report["problems"] if p["kind"] == "bad_checkpoint"]
+    assert refused and all("no chain verified here enrolled" in p["message"] for p in refused)
+    assert kinds(report) == {("unenrolled_key", 7)} | {
+        ("bad_checkpoint", p["seq"]) for p in refused
+    }
+    unenrolled = next(p for p in report["problems"] if p["kind"] == "unenrolled_key")
+    assert "never enrolled" in unenrolled["message"]
 
-    # A key change recorded as its own enrolment event, signed by the enrolled key, is accepted.
     def enrol(fields: dict[str, Any]) -> None:
         if fields["seq"] == 7:
             fields["action"] = "audit.key.enrolled"
@@ -253,6 +258,17 @@ def test_a_trusted_key_the_chain_never_enrolled_is_reported(
                  "public_key": other.public.raw.hex(), "terminal_id": "KIOSK-01"}
             )  # fmt: skip
 
+    # The other key cannot enrol itself: an enrolment it signs enrols nothing.
+    hashes = rewrite_chain(db, other, enrol, from_seq=7)
+    rewrite_witness(site.settings.witness_path, other, hashes)
+    code, report = verify_json(capsys, "--data", str(site.data_dir))
+    assert code == 1
+    assert ("bad_enrolment", 7) in kinds(report)
+    assert ("unenrolled_key", 7) in kinds(report)
+    bad = next(p for p in report["problems"] if p["kind"] == "bad_enrolment")
+    assert "signed by the key it enrols" in bad["message"]
+
+    # A key change recorded as its own enrolment event, signed by the enrolled key, is accepted.
     rewrite_chain(db, site.signer, enrol, from_seq=7)
     hashes = rewrite_chain(db, other, from_seq=8)
     rewrite_witness(site.settings.witness_path, other, hashes)
