@@ -23,7 +23,7 @@ from hmi import __version__
 from hmi.audit import binding
 from hmi.audit.chain import SYSTEM, AuditLog, AuditWriteError
 from hmi.audit.checkpoint import WitnessFile
-from hmi.audit.keys import Signer, create_key_pair, load_signer, write_secret_file
+from hmi.audit.keys import KeyFileError, Signer, create_key_pair, load_signer, write_secret_file
 from hmi.audit.tables import audit_event
 from hmi.audit.verify import KEY_ENROLLED
 from hmi.clock import Clock, SystemClock, to_utc_text
@@ -388,6 +388,48 @@ def build_audit(settings: Settings, engine: Engine, signer: Signer, clock: Clock
     )
 
 
+def _open_engine(settings: Settings, *, observe_only: bool) -> Engine:
+    """The site database's engine; read-only and checked readable when only observing. A
+    missing SQLite file is refused, never created empty."""
+    db_file = sqlite_file_of(settings.database_url)
+    if db_file is not None and not db_file.exists():
+        raise DatabaseError(
+            f"the database file {db_file} does not exist (deleted or moved?); nothing was"
+            " created in its place"
+        )
+    engine = site_engine(settings, observe_only=observe_only)
+    if observe_only:
+        try:
+            check_readable(engine, settings.database.busy_timeout_ms)
+        except DatabaseError:
+            engine.dispose()
+            raise
+    return engine
+
+
+@dataclass
+class SiteCopy:
+    """A site folder opened to be verified: its settings and its database read-only. The
+    terminal's private key is not needed (an inspector verifying a copy has none); it is
+    loaded only when present, to sign the incremental verification state."""
+
+    settings: Settings
+    engine: Engine
+    signer: Signer | None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_for_verification(data_dir: Path) -> SiteCopy:
+    settings = load_settings(data_dir)
+    try:
+        signer: Signer | None = load_signer(settings.signing_key_path)
+    except KeyFileError:
+        signer = None
+    return SiteCopy(settings, _open_engine(settings, observe_only=True), signer)
+
+
 def open_site(
     data_dir: Path,
     *,
@@ -413,20 +455,9 @@ def open_site(
     settings = load_settings(data_dir)  # raises ConfigError before anything is touched
     clock = clock or SystemClock()
     signer = load_signer(settings.signing_key_path)
-    db_file = sqlite_file_of(settings.database_url)
-    if db_file is not None and not db_file.exists():
-        raise DatabaseError(
-            f"the database file {db_file} does not exist (deleted or moved?); nothing was"
-            " created in its place"
-        )
     observe_only = not witness
-    engine = site_engine(settings, observe_only=observe_only)
+    engine = _open_engine(settings, observe_only=observe_only)
     if observe_only:
-        try:
-            check_readable(engine, settings.database.busy_timeout_ms)
-        except DatabaseError:
-            engine.dispose()
-            raise
         upgrade = False
     audit = build_audit(settings, engine, signer, clock)
     site = Site(settings, engine, signer, audit, clock)

@@ -24,8 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from hmi.audit.bundle import BUNDLE_TAG, BundleContents
-from hmi.audit.bundle import FORMAT as BUNDLE_FORMAT
+from hmi.audit.bundle import BundleContents, BundleError, read_bundle
 from hmi.audit.checkpoint import Checkpoint, read_checkpoint_lines
 from hmi.audit.keys import KeyFileError, PublicKey
 from hmi.audit.verify import Kind, VerifyReport
@@ -182,9 +181,7 @@ def read_against(path: Path, trusted: dict[str, PublicKey]) -> AgainstFile:
     except orjson.JSONDecodeError:
         first = None
     if isinstance(first, dict) and first.get("type") == "header":
-        if first.get("format") != BUNDLE_FORMAT:
-            raise AnchorError(f"{path} is not an audit bundle (format {first.get('format')!r})")
-        return _bundle_anchors(path, raw, trusted)
+        return _bundle_anchors(path, trusted)
     if isinstance(first, dict) and first.get("type") == "checkpoint":
         return _checkpoint_anchors(path, trusted)
     raise AnchorError(
@@ -226,69 +223,43 @@ def _signed(point: Checkpoint, trusted: dict[str, PublicKey], out: AgainstFile, 
     return True
 
 
-def _bundle_anchors(path: Path, raw: bytes, trusted: dict[str, PublicKey]) -> AgainstFile:
-    out = AgainstFile(path, "bundle")
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+def _bundle_anchors(path: Path, trusted: dict[str, PublicKey]) -> AgainstFile:
+    """A bundle held elsewhere vouches only for what it proves itself: it is verified as
+    ``hmi audit verify --bundle`` would (known version, every line canonical and in order, the
+    signature, the chains, checkpoints and heads, with the same trusted keys); if anything is
+    wrong with it, it vouches for nothing and its problems are reported as the copy's."""
     try:
-        trailer = orjson.loads(lines[-1])
-    except (orjson.JSONDecodeError, IndexError):
-        trailer = None
-    body = b"".join(line + b"\n" for line in lines[:-1])
-    digest = hashlib.sha256(body).digest()
-    signed = False
-    if isinstance(trailer, dict) and trailer.get("type") == "bundle_signature":
-        key = trusted.get(str(trailer.get("key_id")))
-        try:
-            signed = (
-                key is not None
-                and trailer.get("sha256") == digest.hex()
-                and key.verify(bytes.fromhex(str(trailer.get("signature"))), BUNDLE_TAG + digest)
+        checked, contents = read_bundle(path, trust=trusted)
+    except BundleError as exc:
+        raise AnchorError(str(exc)) from None
+    out = AgainstFile(path, "bundle")
+    if not checked.ok:
+        for problem in checked.problems:
+            out.problems.append(
+                (problem.kind, problem.terminal, problem.seq, f"against {path}: {problem.message}")
             )
-        except ValueError:
-            signed = False
-    if not signed:
         out.problems.append(
             (Kind.BUNDLE, None, None,
-             f"against {path}: the bundle signature does not verify with a trusted key (edited,"
-             " cut, or signed by another key), so it cannot vouch for any position")
+             f"against {path}: the copy does not verify by itself (above), so it cannot vouch"
+             " for any position")
         )  # fmt: skip
         return out
-    for number, line in enumerate(lines[:-1], start=1):
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue  # cannot happen in a file a trusted key signed, but is never a crash
-        kind = data.get("type") if isinstance(data, dict) else None
-        if kind == "event":
-            terminal, seq, digest_hex = (
-                data.get("terminal_id"),
-                data.get("seq"),
-                data.get("row_hash"),
+    for event in contents.events:
+        out.anchors.append(
+            Anchor(
+                str(event["terminal_id"]), int(event["seq"]), str(event["row_hash"]),
+                f"event {event['terminal_id']}:{event['seq']}",
             )
-            if type(terminal) is str and type(seq) is int and type(digest_hex) is str:
-                out.anchors.append(Anchor(terminal, seq, digest_hex, f"line {number} (event)"))
-        elif kind == "checkpoint":
-            _bundle_checkpoint(out, data, trusted, f"line {number} (checkpoint)")
-        elif kind == "header":
-            heads = data.get("chain_heads")
-            for item in heads if isinstance(heads, list) else []:
-                _bundle_checkpoint(out, item, trusted, "the chain head in its header")
-    return out
-
-
-def _bundle_checkpoint(
-    out: AgainstFile, data: Any, trusted: dict[str, PublicKey], where: str
-) -> None:
-    try:
-        point = Checkpoint.from_json(data)
-    except (ValueError, KeyError, TypeError) as exc:
-        out.problems.append((Kind.BUNDLE, None, None, f"against {out.path}: {where}: {exc}"))
-        return
-    label = f"{where}, {point.reason} at {point.ts}"
-    if _signed(point, trusted, out, f"against {out.path}: {label}"):
+        )  # fmt: skip
+    for point in contents.checkpoints:
+        where = f"a checkpoint ({point.reason}, {point.ts})"
+        out.anchors.append(Anchor(point.terminal, point.seq, point.row_hash, where))
+    heads = contents.header.get("chain_heads")
+    for item in heads if isinstance(heads, list) else []:
+        point = Checkpoint.from_json(item)
+        label = f"the chain head in its header, {point.reason} at {point.ts}"
         out.anchors.append(Anchor(point.terminal, point.seq, point.row_hash, label))
+    return out
 
 
 class ChainView(Protocol):

@@ -222,6 +222,8 @@ def _verify_bundle(args: argparse.Namespace, given: Any) -> int:
         args.bundle, trust=None if given is None else given.keys, workers=args.workers
     )
     trust = given or bundle_trust(contents.keys)
+    if args.terminal is not None:
+        _only_terminal(report, args.terminal, args.bundle)
     if args.against:
         copies = [read_against(path, trust.keys) for path in args.against]
         check_against(report, copies, BundleChains(contents), args.terminal)
@@ -229,15 +231,33 @@ def _verify_bundle(args: argparse.Namespace, given: Any) -> int:
     return 0 if report.ok else 1
 
 
+def _only_terminal(report: Any, terminal: str, bundle: Path) -> None:
+    """``--terminal`` on a bundle: the whole file is checked (its signature covers every line),
+    the report keeps that terminal's chain and the problems of the file itself."""
+    if terminal not in report.chains:
+        held = ", ".join(sorted(report.chains)) or "none"
+        raise CommandError(
+            f"the bundle {bundle} holds no chain for terminal {terminal} (it holds: {held})", 2
+        )
+    others = sorted(name for name in report.chains if name != terminal)
+    report.problems = [p for p in report.problems if p.terminal in (None, terminal)]
+    report.chains = {terminal: report.chains[terminal]}
+    if others:
+        report.notes.append(
+            f"--terminal {terminal}: the chains of {', '.join(others)} held in the bundle were"
+            " checked but are not reported"
+        )
+
+
 def _verify_site(args: argparse.Namespace, given: Any) -> int:
     from hmi.audit.anchors import read_against, site_trust
     from hmi.audit.checkpoint import WitnessFile
     from hmi.audit.store import VerifyState, has_chain, verify_database
     from hmi.db import redact_url
-    from hmi.site import open_site
+    from hmi.site import open_for_verification
 
-    # Opened to observe only: no upgrade, no start-up or shutdown checkpoint, no event.
-    site = open_site(data_dir(args), upgrade=False, witness=False)
+    # Read-only: no upgrade, no checkpoint, no event, and no need of the private key.
+    site = open_for_verification(data_dir(args))
     try:
         settings = site.settings
         trust = given or site_trust(

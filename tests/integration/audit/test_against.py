@@ -301,7 +301,26 @@ def test_against_files_that_cannot_vouch(
     forged.write_bytes(resign_bundle(bundle_lines(held["bundle"]), stranger))
     code, report = verify_json(capsys, *data, "--against", str(forged))
     assert code == 1 and kinds(report) == {("bundle", None)}
-    assert "cannot vouch for any position" in report["problems"][0]["message"]
+    assert "cannot vouch for any position" in report["problems"][-1]["message"]
+    # A version this verifier does not know cannot be read as asked (exit 2).
+    lines = bundle_lines(held["bundle"])
+    lines[0]["version"] = 99
+    future = tmp_path / "future.bundle"
+    future.write_bytes(resign_bundle(lines, site.signer))
+    assert main(["audit", "verify", *data, "--against", str(future)]) == 2
+    assert "version 99, which this verifier does not know" in capsys.readouterr().err
+    # A copy signed by the site's own key but with a line not in canonical form: it was
+    # written by something else and signed again, so it vouches for nothing.
+    raw = [json.dumps(x, separators=(",", ":"), sort_keys=True).encode() for x in lines[1:]]
+    raw.insert(0, json.dumps({**lines[0], "version": 2}, indent=None).encode())
+    from tests.helpers.insider import sign_bundle
+
+    loose = tmp_path / "loose.bundle"
+    loose.write_bytes(sign_bundle(raw, site.signer))
+    code, report = verify_json(capsys, *data, "--against", str(loose))
+    assert code == 1
+    assert any("line 1 (header): not in canonical form" in p["message"] for p in report["problems"])
+    assert "cannot vouch for any position" in report["problems"][-1]["message"]
     points = tmp_path / "points.jsonl"
     line = json.loads(held["witness"].read_text().splitlines()[-1])
     point = make_checkpoint(stranger, "KIOSK-01", line["seq"], line["row_hash"], line["ts"], "test")
@@ -342,3 +361,16 @@ def test_a_head_signed_by_a_trusted_key_no_chain_enrolled_vouches_for_nothing(
     assert len(refused) == 1 + sum(1 for x in lines if x["type"] == "checkpoint")
     assert all("no chain" in p["message"] and "enrolled" in p["message"] for p in refused)
     assert {p["kind"] for p in report["problems"]} == {"bad_checkpoint"}
+
+
+def test_terminal_on_a_bundle_is_checked_and_applied(
+    held: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    trust = ["--bundle", str(held["bundle"]), "--trust-key", str(held["key"])]
+    code = main(["audit", "verify", *trust, "--terminal", "KIOSK-99"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "holds no chain for terminal KIOSK-99" in err and "KIOSK-01" in err
+    code, report = verify_json(capsys, *trust, "--terminal", "KIOSK-01")
+    assert code == 0, report["problems"]
+    assert list(report["chains"]) == ["KIOSK-01"]

@@ -281,3 +281,38 @@ def public_pem_of(signer: Signer) -> bytes:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     return public_pem(Ed25519PublicKey.from_public_bytes(signer.public.raw))
+
+
+def test_a_copy_of_the_site_without_its_private_key_is_verified(
+    site: Site, published: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An inspector gets the site folder without the terminal's private key: verify reads the
+    copy as it is, and a tampered copy is still reported."""
+    add_events(site, 6)
+    site.close()
+    copy = tmp_path / "inspector-copy"
+    shutil.copytree(site.data_dir, copy)
+    private = copy / site.settings.signing_key_path.relative_to(site.data_dir)
+    private.unlink()
+
+    def contents() -> dict[str, str]:
+        # SQLite's shared-memory index of a WAL database is made by any reader: not content
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in copy.rglob("*")
+            if p.is_file() and not p.name.endswith(("-shm", "-wal"))
+        }
+
+    before = contents()
+    code, report = verify_json(capsys, "--data", str(copy), "--trust-key", str(published))
+    assert code == 0, report["problems"]
+    assert report["rows_checked"] == report["chains"]["KIOSK-01"]["events"] > 6
+    assert contents() == before
+    conn = open_db(copy / "hmi.db")
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f'DROP TRIGGER "{name}"')
+    conn.execute("UPDATE audit_event SET reason = 'edited' WHERE seq = 5")
+    conn.close()
+    code, report = verify_json(capsys, "--data", str(copy), "--trust-key", str(published))
+    assert code == 1
+    assert ("modified", 5) in kinds(report)
