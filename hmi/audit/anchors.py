@@ -195,10 +195,10 @@ def _checkpoint_anchors(path: Path, trusted: dict[str, PublicKey]) -> AgainstFil
     out = AgainstFile(path, "checkpoints")
     for message in found.problems:
         out.problems.append((Kind.WITNESS, None, None, f"against {message}"))
-    if found.torn_line is not None:
+    for number in found.torn_lines:
         out.notes.append(
-            f"{path}:{found.torn_line}: the last line is incomplete (a write was cut short);"
-            " it was not used"
+            f"{path}:{number}: an incomplete checkpoint line (a write was cut short); it was"
+            " not used"
         )
     numbers = found.line_numbers or [0] * len(found.checkpoints)
     for point, number in zip(found.checkpoints, numbers, strict=True):

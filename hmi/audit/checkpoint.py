@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +155,14 @@ class WitnessFile:
 class WitnessRead:
     checkpoints: list[Checkpoint]
     problems: list[str]
-    #: the torn last line's number, if there is one
-    torn_line: int | None = None
+    #: the numbers of the torn lines: incomplete checkpoint lines a stop mid-write left
+    torn_lines: list[int] = field(default_factory=list)
     #: the line number of each checkpoint (same order as ``checkpoints``)
     line_numbers: list[int] | None = None
+
+
+#: How every checkpoint line begins (its keys are in code point order, ``key_id`` first).
+TORN_START = '{"key_id":"'
 
 
 def read_checkpoint_lines(path: Path) -> WitnessRead:
@@ -173,7 +177,7 @@ def read_checkpoint_lines(path: Path) -> WitnessRead:
     checkpoints: list[Checkpoint] = []
     numbers: list[int] = []
     problems: list[str] = []
-    torn: int | None = None
+    torn: list[int] = []
     lines = text.split("\n")
     complete = lines[:-1]  # the part after the last newline is "" unless the end is torn
     for number, line in enumerate(complete, start=1):
@@ -182,6 +186,13 @@ def read_checkpoint_lines(path: Path) -> WitnessRead:
             continue
         try:
             data = json.loads(line)
+        except ValueError as exc:
+            if line.startswith(TORN_START):
+                torn.append(number)  # cut short, then the next append started a new line
+            else:
+                problems.append(f"{path}:{number}: unreadable checkpoint line ({exc})")
+            continue
+        try:
             point = Checkpoint.from_json(data)
         except (ValueError, KeyError, TypeError) as exc:
             problems.append(f"{path}:{number}: unreadable checkpoint line ({exc})")
@@ -197,7 +208,7 @@ def read_checkpoint_lines(path: Path) -> WitnessRead:
         try:
             point = Checkpoint.from_json(json.loads(tail))
         except (ValueError, KeyError, TypeError):
-            torn = len(lines)
+            torn.append(len(lines))
         else:
             if canonical.dumps(point.to_json()) == tail:
                 checkpoints.append(point)

@@ -282,10 +282,10 @@ def verify_database(
         checkpoints = found.checkpoints
         for line in found.problems:
             report.add(Kind.WITNESS, None, None, line)
-        if found.torn_line is not None:
+        for number in found.torn_lines:
             report.notes.append(
-                f"{witness.path}:{found.torn_line}: the last line is incomplete (the terminal"
-                " stopped while writing a checkpoint); it was not used"
+                f"{witness.path}:{number}: an incomplete checkpoint line (the terminal"
+                " stopped while writing it); it was not used"
             )
     if terminal is not None:
         checkpoints = [cp for cp in checkpoints if cp.terminal == terminal]

@@ -299,26 +299,36 @@ def _witness_lines(site: Site) -> list[str]:
     return site.settings.witness_path.read_text(encoding="utf-8").splitlines()
 
 
-def test_a_torn_last_witness_line_is_a_note_and_the_next_checkpoint_stands_alone(
+def test_a_torn_witness_line_stays_a_note_after_the_next_checkpoint(
     chain: Site, clock: ManualClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A stop in the middle of a witness write leaves an incomplete line; the next append starts
+    on a new line, and the incomplete one stays a note: a power cut never makes the trail read
+    NOT INTACT. Garbage that is not a cut checkpoint line is still a problem."""
     witness = chain.settings.witness_path
     last = _witness_lines(chain)[-1]
     with witness.open("a", encoding="utf-8") as handle:
         handle.write(last[: len(last) // 2])  # the terminal stopped in the middle of a write
     assert main(["audit", "verify", "--data", str(chain.data_dir)]) == 0
     out = capsys.readouterr().out
-    assert "the last line is incomplete" in out and "INTACT" in out
+    assert "an incomplete checkpoint line" in out and "INTACT" in out
+    torn_at = len(_witness_lines(chain))
     point = Checkpoint.from_json(json.loads(last))
     WitnessFile(witness).append(
         make_checkpoint(chain.signer, "KIOSK-01", point.seq, point.row_hash, point.ts, "again")
     )
     lines = _witness_lines(chain)
     assert json.loads(lines[-1])["reason"] == "again"  # on a line of its own
+    assert lines[torn_at - 1] == last[: len(last) // 2]  # the torn line is kept as it was
     code, report = verify_json(capsys, "--data", str(chain.data_dir))
-    assert code == 1  # the torn line is now a middle line: unreadable, reported
+    assert code == 0, report["problems"]
+    assert any(f":{torn_at}: an incomplete checkpoint line" in n for n in report["notes"])
+    with witness.open("a", encoding="utf-8") as handle:
+        handle.write("not a checkpoint\n")
+    code, report = verify_json(capsys, "--data", str(chain.data_dir))
+    assert code == 1
     assert kinds(report) == {("witness", None)}
-    assert f":{len(lines) - 1}: unreadable checkpoint line" in report["problems"][0]["message"]
+    assert f":{len(lines) + 1}: unreadable checkpoint line" in report["problems"][0]["message"]
 
 
 def test_witness_lines_out_of_order_verify(chain: Site, capsys: pytest.CaptureFixture[str]) -> None:
