@@ -254,8 +254,10 @@ def main() -> None:
     print(f"  hmi audit verify (database): {verify_db_s:7.3f} s")
     print(f"  of which the audit bundle reader (hmi.audit.bundle.read_bundle): {reader_s:.3f} s"
           f" = {reader_s / verify_db_s:.2f}x")  # fmt: skip
-    print(f"  in-process ratio bundle/database: {result['verify_ratio']:5.2f}"
-          " (the bundle also cross-checks every record line against its audit event)")
+    print(
+        f"  in-process ratio bundle/database: {result['verify_ratio']:5.2f}"
+        " (the bundle also cross-checks every record line against its audit event)"
+    )
     print(f"  in-process ratio per event checked: {result['verify_ratio_per_event']:5.2f}")
     print(f"  command line, whole process: hmi audit verify --bundle {cli_bundle_s:.2f} s,"
           " hmi audit verify"
