@@ -182,10 +182,34 @@ def _read_bundle(
     contents = BundleContents(
         header=header, keys={}, events=[], checkpoints=[], raw_lines=raw_lines
     )
+    rank, last_event = 0, None
     for number, data in enumerate(parsed[1:-1], start=2):
         if data is None:
             continue
         kind = data.get("type")
+        # §4: keys, then events sorted by terminal and seq, then checkpoints, then records
+        this = LINE_RANK.get(kind, 4) if isinstance(kind, str) else 4
+        if this < rank:
+            report.add(
+                Kind.BUNDLE, None, None,
+                f"{_where(number, data)}: out of order (a bundle holds its key lines, then its"
+                " events, then its checkpoints, then its record lines)",
+            )  # fmt: skip
+        rank = max(rank, this)
+        if kind == "event":
+            place = (str(data.get("terminal_id")), data.get("seq"))
+            if (
+                last_event is not None
+                and type(place[1]) is int
+                and type(last_event[1]) is int
+                and place < last_event
+            ):
+                report.add(
+                    Kind.BUNDLE, data.get("terminal_id"), data.get("seq"),
+                    f"{_where(number, data)}: out of order (events are sorted by terminal and"
+                    " seq, each once)",
+                )  # fmt: skip
+            last_event = place
         try:
             if kind == "key":
                 if data.get("algorithm") != "ed25519" or set(data) != KEY_FIELDS:
@@ -310,6 +334,10 @@ def _read_bundle(
     _check_heads(report, header, rows, keys)
     return report, contents
 
+
+#: The order of a bundle's lines between its header and its signature (§4); other types are
+#: record lines.
+LINE_RANK = {"key": 1, "event": 2, "checkpoint": 3}
 
 #: The keys of an event line and of a key line.
 EVENT_FIELDS = frozenset({*ROW_FIELDS, "type"})

@@ -246,6 +246,30 @@ def test_a_resigned_bundle_with_a_non_canonical_line_is_reported(
     ]
 
 
+def test_a_resigned_bundle_with_its_lines_out_of_order_is_reported(
+    chain: Site, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """§4 fixes the order of a bundle's lines; one re-signed with them moved is reported, the
+    line named, even though every line and the chain are intact."""
+    raw = bundle.read_bytes().split(b"\n")[:-2]
+    kinds_of = [json.loads(line)["type"] for line in raw]
+    first_event = kinds_of.index("event")
+    # two events swapped, and the key line moved after the events
+    raw[first_event + 3], raw[first_event + 4] = raw[first_event + 4], raw[first_event + 3]
+    key_line = raw.pop(kinds_of.index("key"))
+    raw.insert(len(raw) - kinds_of.count("checkpoint"), key_line)
+    edited = tmp_path / "moved.bundle"
+    edited.write_bytes(sign_bundle(raw, chain.signer))
+    key = str(chain.settings.public_key_path)
+    code, report = verify_json(capsys, "--bundle", str(edited), "--trust-key", key)
+    assert code == 1
+    order = [p["message"] for p in report["problems"] if "out of order" in p["message"]]
+    assert len(order) == 2, report["problems"]
+    assert any("(key): out of order" in m for m in order)
+    assert any("(event seq" in m and "sorted by terminal and seq" in m for m in order)
+    assert {p["kind"] for p in report["problems"] if "out of order" in p["message"]} == {"bundle"}
+
+
 def test_an_unknown_bundle_version_cannot_be_verified(
     chain: Site, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
