@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from hmi.audit import canonical
+from hmi.audit.forms import (
+    HEX64,
+    KEY_ID_FORM,
+    REASON_FORM,
+    SIGNATURE_FORM,
+    TERMINAL_FORM,
+    ts_in_form,
+)
 from hmi.audit.hashing import checkpoint_message
 from hmi.audit.keys import PublicKey, Signer
 
@@ -27,6 +35,16 @@ VERSION = 1
 VERSIONS = frozenset({VERSION})
 FIELDS = frozenset(
     {"key_id", "reason", "row_hash", "seq", "signature", "terminal", "ts", "type", "v"}
+)
+
+
+#: The form of each text field of a checkpoint (§3), and what it must be.
+CHECKPOINT_FORMS = (
+    ("terminal", TERMINAL_FORM, "a terminal ID"),
+    ("row_hash", HEX64, "64 lower-case hex characters"),
+    ("key_id", KEY_ID_FORM, "a key id (32 lower-case hex characters)"),
+    ("reason", REASON_FORM, "a lower-case word"),
+    ("signature", SIGNATURE_FORM, "128 lower-case hex characters"),
 )
 
 
@@ -73,6 +91,13 @@ class Checkpoint:
         texts = [data[name] for name in ("terminal", "row_hash", "ts", "key_id", "reason")]
         if not all(type(value) is str for value in [*texts, data["signature"]]):
             raise ValueError("terminal, row_hash, ts, key_id, reason and signature are text")
+        for name, form, what in CHECKPOINT_FORMS:
+            if form(data[name]) is None:
+                raise ValueError(f"its {name} {data[name][:80]!r} is not {what}")
+        if not ts_in_form(data["ts"]):
+            raise ValueError(
+                f"its ts {data['ts'][:80]!r} is not a UTC time as YYYY-MM-DDTHH:MM:SS.ffffffZ"
+            )
         return cls(
             terminal=data["terminal"],
             seq=seq,

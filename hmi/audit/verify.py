@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from multiprocessing import get_context
 from typing import Any
@@ -29,6 +28,7 @@ from nacl.exceptions import BadSignatureError
 
 from hmi.audit import canonical
 from hmi.audit.checkpoint import Checkpoint
+from hmi.audit.forms import HEX64, TERMINAL_FORM, TS_FORM, real_day
 from hmi.audit.hashing import GENESIS_PREV_HASH, chain_prefix, content_text
 from hmi.audit.keys import KeyFileError, PublicKey
 
@@ -202,14 +202,7 @@ _SEQ, _TS, _KEY_ID, _ROW_HASH, _PREV_HASH, _ACTION = (
 _U64 = struct.Struct(">Q").pack
 _MAX_SEQ = canonical.MAX_SAFE_INTEGER
 
-#: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` with every field in range (ASCII digits only); the day is
-#: checked against its month separately, and only when it is above 28.
-_TS_FORM = re.compile(
-    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z"
-).fullmatch
 _ACTION_FORM = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+").fullmatch
-_TERMINAL_FORM = re.compile(r"[A-Z0-9][A-Z0-9_-]{1,31}").fullmatch
 #: Integers longer than 15 digits may be beyond ±(2^53 − 1): checked exactly (rare).
 _LONG_NUMBER = re.compile(r"[0-9]{16}").search
 
@@ -220,20 +213,6 @@ def _refuse(literal: str) -> Any:
 
 _DECODE = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse).decode
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-
-
-def real_day(ts: str) -> bool:
-    """A day above 28 exists in its month (the form itself is checked by the pattern)."""
-    try:
-        datetime(int(ts[0:4]), int(ts[5:7]), int(ts[8:10]))
-    except ValueError:
-        return False
-    return True
-
-
-def ts_in_form(ts: object) -> bool:
-    """``ts`` is exactly ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` and a real UTC time."""
-    return type(ts) is str and _TS_FORM(ts) is not None and (ts[8:10] <= "28" or real_day(ts))
 
 
 def details_in_form(details: object) -> bool:
@@ -262,7 +241,7 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
     This is the hot path of verification: no dictionary or call per column."""
     sha256 = hashlib.sha256
     fromhex = bytes.fromhex
-    ts_form, action_form = _TS_FORM, _ACTION_FORM
+    ts_form, action_form = TS_FORM, _ACTION_FORM
     prefixes: dict[str, bytes] = {}
     bad_terminals: set[str] = set()
     out: list[int] = []
@@ -284,7 +263,7 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
             prefix = prefixes.get(terminal_id)
             if prefix is None:
                 prefix = prefixes[terminal_id] = chain_prefix(terminal_id)
-                if _TERMINAL_FORM(terminal_id) is None:
+                if TERMINAL_FORM(terminal_id) is None:
                     bad_terminals.add(terminal_id)
             prev = fromhex(prev_hash)
             if len(prev) != 32:
@@ -832,9 +811,6 @@ class _ChainWalker:
         return report
 
 
-_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
-
-
 def _stated_key(details: Any, row: Row) -> tuple[str | None, str]:
     """The key an event's details state (genesis or enrolment): its key id, or None and why."""
     if not isinstance(details, dict):
@@ -842,7 +818,7 @@ def _stated_key(details: Any, row: Row) -> tuple[str | None, str]:
     if details.get("algorithm") != "ed25519":
         return None, "its algorithm is not ed25519"
     raw = details.get("public_key")
-    if not isinstance(raw, str) or _HEX64(raw) is None:
+    if not isinstance(raw, str) or HEX64(raw) is None:
         return None, "it does not carry a public key (64 lower-case hex characters)"
     try:
         key_id = PublicKey.from_raw(bytes.fromhex(raw)).key_id
@@ -852,7 +828,15 @@ def _stated_key(details: Any, row: Row) -> tuple[str | None, str]:
         return None, f"its key_id {details.get('key_id')!r} is not the id of its public key"
     if details.get("terminal_id") != row[_I["terminal_id"]]:
         return None, f"it names terminal {details.get('terminal_id')!r}, not its own chain's"
+    stated = details.get("public_key_sha256", fingerprint_of(raw))
+    if stated != fingerprint_of(raw):
+        return None, f"its public_key_sha256 {stated!r} is not the fingerprint of its public key"
     return key_id, ""
+
+
+def fingerprint_of(public_key_hex: str) -> str:
+    """A key's fingerprint (§8): the SHA-256 of its 32 raw bytes, hex."""
+    return hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()
 
 
 def _check_genesis(

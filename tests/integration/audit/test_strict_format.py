@@ -211,6 +211,20 @@ def test_a_malformed_key_enrolment_is_reported(
     assert code == 1 and kinds(report) == {("bad_enrolment", 2)}
 
 
+def test_an_enrolment_stating_a_wrong_fingerprint_is_reported(
+    chain: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(fields: dict[str, Any]) -> None:
+        details = details_of(fields)
+        assert len(details["public_key_sha256"]) == 64
+        fields["details"] = canonical.dumps({**details, "public_key_sha256": "0" * 64})
+
+    resign(chain, 2, edit)
+    code, report = verify_json(capsys, "--data", str(chain.data_dir))
+    assert code == 1 and kinds(report) == {("bad_enrolment", 2)}
+    assert "is not the fingerprint of its public key" in report["problems"][0]["message"]
+
+
 # -- bundles --------------------------------------------------------------------------------
 
 
@@ -364,7 +378,13 @@ def test_witness_lines_out_of_order_verify(chain: Site, capsys: pytest.CaptureFi
     assert code == 0, report["problems"]
 
 
-@pytest.mark.parametrize("case", ["unknown key", "not canonical", "unknown version", "empty line"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown key", "not canonical", "unknown version", "empty line", "ts not a time",
+        "reason not a word",
+    ],
+)  # fmt: skip
 def test_witness_lines_that_do_not_hold_are_reported(
     chain: Site, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
@@ -382,6 +402,12 @@ def test_witness_lines_that_do_not_hold_are_reported(
         expected = ("witness", None)
     elif case == "unknown version":
         lines.append(canonical.dumps({**point, "v": 2}))
+        expected = ("witness", None)
+    elif case in ("ts not a time", "reason not a word"):
+        ts, reason = ("yesterday", "test") if case == "ts not a time" else (point["ts"], "A B")
+        forged = make_checkpoint(chain.signer, "KIOSK-01", point["seq"], point["row_hash"], ts,
+                                 reason)  # fmt: skip
+        lines.append(canonical.dumps(forged.to_json()))
         expected = ("witness", None)
     else:
         lines.append("")
