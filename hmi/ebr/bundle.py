@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from hmi.alarms.tables import alarm as alarm_table
 from hmi.audit import binding, canonical
-from hmi.audit.bundle import BundleContents, read_bundle, write_bundle
+from hmi.audit.bundle import BundleContents, BundleError, read_bundle, write_bundle
 from hmi.audit.checkpoint import Checkpoint
 from hmi.audit.keys import PublicKey, Signer
 from hmi.audit.verify import Kind, VerifyReport, collection_paused
@@ -764,8 +764,11 @@ def _read_batch_bundle(
         report.problems.extend(side.problems)
         return BatchBundle(report, contents, None)
     if not is_batch_bundle(contents):
-        report.add(Kind.BUNDLE, None, None, f"{path} is an audit bundle but not a batch record")
-        return BatchBundle(report, contents, None)
+        # not what was asked to be verified: never reported as tampered (exit 2, not 1)
+        raise BundleError(
+            f"{path} is an audit bundle, not a batch record (its header names no batch record profile);"
+            " verify it with: hmi audit verify --bundle " + str(path)
+        )
     report.problems.extend(side.problems)
     return BatchBundle(report, contents, records[0] if records else None)
 

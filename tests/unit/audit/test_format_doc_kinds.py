@@ -184,7 +184,9 @@ def test_ebr_verify_returns_the_documented_statuses(
 ) -> None:
     bundle, key = made
     code, out = run(capsys, "ebr", "verify", str(bundle), "--trust-key", str(key))
-    assert code == 1 and "not a batch record" in out, out  # an audit bundle: a problem found
+    # an audit bundle: not what ebr verify reads, so it cannot verify it (never "tampered")
+    assert code == 2 and "not a batch record" in out and "hmi audit verify --bundle" in out, out
+    assert "NOT INTACT" not in out
     for cannot in (
         ["ebr", "verify", str(tmp_path / "missing.bundle")],
         ["ebr", "verify", str(bundle), "--trust-key", str(tmp_path / "nothing.pub")],
