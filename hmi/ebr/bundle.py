@@ -766,8 +766,8 @@ def _read_batch_bundle(
     if not is_batch_bundle(contents):
         # not what was asked to be verified: never reported as tampered (exit 2, not 1)
         raise BundleError(
-            f"{path} is an audit bundle, not a batch record (its header names no batch record profile);"
-            " verify it with: hmi audit verify --bundle " + str(path)
+            f"{path} is an audit bundle, not a batch record (its header names no batch"
+            f" record profile); verify it with: hmi audit verify --bundle {path}"
         )
     report.problems.extend(side.problems)
     return BatchBundle(report, contents, records[0] if records else None)
