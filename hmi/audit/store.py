@@ -5,19 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, func, or_, select
+from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from hmi.audit import binding, canonical
 from hmi.audit.anchors import AgainstFile, check_against
 from hmi.audit.checkpoint import Checkpoint, WitnessFile, make_checkpoint
 from hmi.audit.keys import KeyFileError, PublicKey, Signer
-from hmi.audit.tables import audit_event
+from hmi.audit.tables import audit_event, audit_key
 from hmi.audit.verify import (
     ROW_FIELDS,
     Kind,
@@ -103,6 +103,19 @@ def trusted_keys(paths: Sequence[Path]) -> dict[str, PublicKey]:
         else:
             raise KeyFileError(f"trusted public key {path} does not exist")
     return keys
+
+
+def registered_keys(conn: Connection, key_ids: Iterable[str]) -> dict[str, PublicKey]:
+    """The public keys the site database registered under these key ids (every terminal's key
+    is registered when the terminal joins): what a copy carries so that it can be checked with
+    the keys it holds, each to be compared with the published fingerprints."""
+    wanted = sorted(set(key_ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(audit_key.c.key_id, audit_key.c.public_key).where(audit_key.c.key_id.in_(wanted))
+    )
+    return {str(k): PublicKey.from_raw(bytes.fromhex(str(raw))) for k, raw in rows}
 
 
 STATE_TAG = b"HMI-AUDIT-VERIFY-STATE-v1\x00"

@@ -333,7 +333,9 @@ def _export(
         write_csv(args.out, rows)
         write_heads(heads_file(args.out), heads)
     else:
-        from hmi.audit.store import trusted_keys
+        from hmi.audit.store import registered_keys, trusted_keys
+        from hmi.audit.verify import ROW_FIELDS
+        from hmi.db import read_only
 
         points, _ = WitnessFile(site.settings.witness_path).read()
         points = [
@@ -341,7 +343,10 @@ def _export(
             for p in points
             if p.terminal in spans and spans[p.terminal][0] <= p.seq <= spans[p.terminal][1]
         ]
-        keys = trusted_keys([site.settings.public_key_path])
+        # the key of every event held, and the exporting terminal's (it signs the bundle)
+        with read_only(site.engine) as conn:
+            keys = registered_keys(conn, {str(row[ROW_FIELDS.index("key_id")]) for row in rows})
+        keys.update(trusted_keys([site.settings.public_key_path]))
         digest = write_bundle(
             args.out,
             signer=site.signer,

@@ -22,7 +22,8 @@ from sqlalchemy import Connection, select
 from hmi.audit import canonical
 from hmi.audit.checkpoint import Checkpoint, WitnessFile
 from hmi.audit.keys import PublicKey
-from hmi.audit.tables import audit_event, audit_key
+from hmi.audit.store import registered_keys
+from hmi.audit.tables import audit_event
 from hmi.audit.verify import ROW_FIELDS, Row, VerifyReport, verify_rows
 from hmi.auth.signatures import Signature, manifestation
 from hmi.batch.engine import BatchEngine
@@ -150,14 +151,7 @@ def chain_context(
         if p.terminal in spans and spans[p.terminal][0] <= p.seq <= spans[p.terminal][1]
     )
     key_ids = {str(r[_I["key_id"]]) for r in rows}
-    keys = {
-        str(k): PublicKey.from_raw(bytes.fromhex(str(raw)))
-        for k, raw in conn.execute(
-            select(audit_key.c.key_id, audit_key.c.public_key).where(
-                audit_key.c.key_id.in_(sorted(key_ids))
-            )
-        )
-    }
+    keys = registered_keys(conn, key_ids)
     for key in extra_keys:
         keys[key.key_id] = key
     return ChainContext(tuple(rows), checkpoints, keys, frozenset(related))

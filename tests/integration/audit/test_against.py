@@ -374,3 +374,31 @@ def test_terminal_on_a_bundle_is_checked_and_applied(
     code, report = verify_json(capsys, *trust, "--terminal", "KIOSK-01")
     assert code == 0, report["problems"]
     assert list(report["chains"]) == ["KIOSK-01"]
+
+
+def test_a_bundle_of_two_terminals_carries_both_keys(
+    site: Site, exporter: Exporter, clock: ManualClock, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A site database shared by two kiosks: the export carries the key of every event it
+    holds, so it verifies offline with the keys it holds (each printed with its fingerprint)."""
+    from hmi.audit.chain import SYSTEM, AuditLog
+
+    second = AuditLog(
+        site.engine, terminal_id="KIOSK-02", signer=Signer(Ed25519PrivateKey.generate()),
+        clock=clock, witness=None,
+    )  # fmt: skip
+    with site.engine.begin() as conn:
+        second.register_terminal(conn)
+    for n in range(3):
+        clock.advance(1)
+        second.record_now("test.second.kiosk", SYSTEM, details={"n": n})
+    add_events(site, 2)
+    out = tmp_path / "site.bundle"
+    export(site, out, capsys)
+    carried = {line["key_id"] for line in bundle_lines(out) if line["type"] == "key"}
+    assert carried == {site.signer.key_id, second.signer.key_id}
+    code, report = verify_json(capsys, "--bundle", str(out))
+    assert code == 0, report["problems"]
+    assert set(report["chains"]) == {"KIOSK-01", "KIOSK-02"}
+    assert {k["key_id"] for k in report["trust"]["keys"]} == carried
