@@ -14,6 +14,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+import orjson
+
 from hmi.clock import to_utc_text
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -117,7 +119,16 @@ _PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fa
 
 
 def encode_plain(value: JsonValue) -> bytes:
-    """Canonical bytes of data already passed through :func:`normalise` (the hot path)."""
+    """Canonical bytes of data already passed through :func:`normalise` (the hot path).
+
+    orjson writes plain data exactly as the canonical form asks (keys sorted by code point,
+    no whitespace, characters as themselves, the same escapes: checked against the standard
+    encoder character by character in tests/unit/audit/test_canonical.py); what it refuses
+    (a lone surrogate, an integer beyond 64 bits) goes the standard way, which explains."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        pass
     text = _PLAIN.encode(value)
     try:
         return text.encode("utf-8")

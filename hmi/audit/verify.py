@@ -23,6 +23,7 @@ from enum import StrEnum
 from multiprocessing import get_context
 from typing import Any
 
+import orjson
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
@@ -215,6 +216,23 @@ _DECODE = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse).decode
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _no_float(value: dict[str, Any]) -> bool:
+    """Whether parsed JSON holds only text, integers, booleans, nulls, lists and objects (no
+    float, which the canonical form refuses), without recursion."""
+    pending: list[Any] = [value]
+    while pending:
+        container = pending.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                continue
+            if kind is list or kind is dict:
+                pending.append(item)
+                continue
+            return False
+    return True
+
+
 def details_in_form(details: object) -> bool:
     """``details`` is the canonical JSON text of an object, byte for byte (§1): parsing it
     and writing it again canonically gives the same text; no float, no NaN, no duplicate key,
@@ -223,6 +241,18 @@ def details_in_form(details: object) -> bool:
         return True
     if type(details) is not str:
         return False
+    # Fast path: orjson reads the text and writes it again canonically (the same bytes as the
+    # standard encoder, see canonical.encode_plain); with no float in it and no integer of
+    # more than 15 digits it is then in form. Anything else is decided by the exact path.
+    try:
+        raw = details.encode("utf-8")
+        value = orjson.loads(raw)
+        if type(value) is not dict or orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != raw:
+            return False
+    except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+        return False
+    if _LONG_NUMBER(details) is None and _no_float(value):
+        return True
     try:
         value = _DECODE(details)
         if type(value) is not dict or _ENCODE(value) != details:

@@ -117,3 +117,30 @@ def test_fast_content_encoding_equals_the_canonical_one(
             content_bytes(fields, details_text)
         return
     assert content_bytes(fields, details_text) == expected
+
+
+_STANDARD = __import__("json").JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+)
+
+
+def test_the_fast_plain_encoder_writes_every_character_as_the_standard_one() -> None:
+    """encode_plain uses orjson: for every character of the Basic Multilingual Plane (but the
+    surrogates, which are not text) and some beyond, as a key and as a value, the same bytes as
+    the standard encoder the format is defined by."""
+    chars = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    chars += ["\U0001f600", "\U0010ffff", "\U00010000"]
+    for start in range(0, len(chars), 64):
+        part = chars[start : start + 64]
+        value = {f"k{c}": [c, f"a{c}b"] for c in part}
+        assert canonical.encode_plain(value) == _STANDARD.encode(value).encode("utf-8"), part
+
+
+@given(json_values)
+def test_the_fast_plain_encoder_equals_the_standard_one(value: object) -> None:
+    assert canonical.encode_plain(value) == _STANDARD.encode(value).encode("utf-8")  # type: ignore[arg-type]
+
+
+def test_a_lone_surrogate_is_refused_by_name_by_the_plain_encoder() -> None:
+    with pytest.raises(canonical.CanonicalEncodingError, match=r"\$\.a: text is not valid Unicode"):
+        canonical.encode_plain({"a": "\ud800"})
