@@ -82,6 +82,11 @@ IN_SERVICE_MESSAGE = (
 )
 
 
+#: A setpoint read from the PLC equals the batch's when within this fraction of it (a PLC
+#: holding a 32-bit float cannot give back every decimal exactly).
+SETPOINT_TOLERANCE = Decimal("1e-6")
+
+
 class StepExecution(EngineCore):
     """Start a batch; start and complete its steps; correct values; change parameters."""
 
@@ -234,7 +239,7 @@ class StepExecution(EngineCore):
                     details={"step_id": step.id, "step_index": index, "tare": str(weight)},
                 )
         elif isinstance(step, RunStep):
-            await self._start_run(actor, info, index, step)
+            await self._start_run(actor, info, recipe, index, step)
         else:
             self._refuse(
                 actor,
@@ -251,7 +256,9 @@ class StepExecution(EngineCore):
         assert current is not None
         return current
 
-    async def _start_run(self, actor: Actor, info: BatchInfo, index: int, step: RunStep) -> None:
+    async def _start_run(
+        self, actor: Actor, info: BatchInfo, recipe: Recipe, index: int, step: RunStep
+    ) -> None:
         state = await self.link.state()
         if state == "Aborted":
             await self.link.command(actor, info.batch_id, index, "clear")
@@ -262,6 +269,32 @@ class StepExecution(EngineCore):
         if state != "Idle":
             raise PlcCommandFailed(
                 f"the blender is in state {state}; it must be Idle to start the blend"
+            )
+        # The setpoints the blend will run on, read right before Start: a value changed at
+        # the PLC since the batch set it (a panel edit, a PLC restart) never runs unseen.
+        differ = await self._setpoints_differ(info, recipe, step, "before the start")
+        if differ:
+            with self.audit.transaction() as conn:
+                opened = [
+                    self._open_deviation(conn, actor, info.batch_id, index, step.id, spec)
+                    for spec in differ
+                ]
+                self._hold_if_critical(conn, actor, info, differ)
+                self.audit.record(
+                    conn,
+                    "batch.step.refused",
+                    actor,
+                    entity=(BATCH_RECORD, info.batch_id),
+                    reason="setpoints at the PLC differ from the batch's",
+                    details={"step_id": step.id, "deviations": opened},
+                )
+            self._changed()
+            for deviation_id in opened:
+                self._notify_deviation(deviation_id)
+            raise StepNotReady(
+                "the blend was not started: "
+                + "; ".join(spec.description for spec in differ)
+                + f" (deviation {', '.join(opened)}). Set the value again (F4) and start again."
             )
 
         def started(conn: Connection) -> None:
@@ -351,6 +384,8 @@ class StepExecution(EngineCore):
                     signatures,
                     exists=step_row is not None,
                 )
+                if index + 1 < info.step_count:
+                    self._hold_if_critical(conn, actor, info, deviations)
         if refused:
             raise StepOutOfOrder(f"step '{step.title}' was already completed")
         self._changed()
@@ -545,11 +580,41 @@ class StepExecution(EngineCore):
                     f"the blender is {state}: the blend did not complete; a supervisor may"
                     " override the step or abort the batch"
                 )
+            recipe = self.recipe_of(info)
+            measure = step.duration or step.revolutions
             for tag in ("elapsed_time", "revolutions"):
                 update_ = await self.link.read(tag)
-                values.append(
-                    NewValue(tag, text_of(update_.value), "plc", unit=update_.unit or None)
+                limited = measure is not None and (
+                    (tag == "elapsed_time") == (step.duration is not None)
                 )
+                if not limited:
+                    values.append(
+                        NewValue(tag, text_of(update_.value), "plc", unit=update_.unit or None)
+                    )
+                    continue
+                assert measure is not None
+                parameter = recipe.parameter(measure)
+                low, high = parameter.limits_for_tag(tag)
+                done = decimal_of(update_.value, tag)
+                ok = low <= done <= high
+                values.append(NewValue(tag, text_of(done), "plc", tag_unit(tag), str(low),
+                                       str(high), ok))  # fmt: skip
+                if not ok:
+                    deviations.append(
+                        DeviationSpec(
+                            DeviationKind.OUT_OF_TOLERANCE,
+                            f"{measure}: the blend ran {text_of(done)} {tag_unit(tag)}"
+                            f" ({tag}), accepted {low}..{high} {tag_unit(tag)}"
+                            + ("; critical parameter: batch held" if parameter.critical else ""),
+                            parameter=measure,
+                            expected=f"{low}..{high}",
+                            actual=str(done),
+                            unit=tag_unit(tag),
+                            critical=parameter.critical,
+                            requires_cosign=parameter.critical,
+                        )
+                    )
+            deviations += await self._setpoints_differ(info, recipe, step, "at the completion")
         elif isinstance(step, WaitStep):
             update_ = await self.link.read(step.tag)
             current = update_.value
@@ -628,6 +693,67 @@ class StepExecution(EngineCore):
             raise StepNotReady("the scale was not tared for this step")
         return Decimal(str(found[0]))
 
+    def intended_setpoint(self, batch_id: str, recipe: Recipe, name: str) -> Decimal:
+        """The setpoint this batch asks of a parameter, in the parameter's own unit: the last
+        change made during the batch (recorded as ``parameter:NAME``), else the recipe's. The
+        one rule the set-parameters step writes by and the start and completion checks compare
+        against, so a change made with F4 is never silently written back."""
+        parameter = recipe.parameter(name)
+        with read_only(self.engine) as conn:
+            last = conn.execute(
+                select(batch_value.c.value)
+                .where(
+                    batch_value.c.batch_id == batch_id,
+                    batch_value.c.name == f"parameter:{name}",
+                )
+                .order_by(batch_value.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return parameter.setpoint if last is None else Decimal(str(last))
+
+    async def _setpoints_differ(
+        self, info: BatchInfo, recipe: Recipe, step: RunStep, when: str
+    ) -> list[DeviationSpec]:
+        """The run's setpoints read from the PLC against what the batch set: a deviation for
+        each that differs (critical for a critical parameter)."""
+        found: list[DeviationSpec] = []
+        for name in (step.speed, step.duration or step.revolutions):
+            if name is None:
+                continue
+            parameter = recipe.parameter(name)
+            tag = parameter.write_tag
+            if tag is None:
+                continue
+            unit = tag_unit(tag)
+            expected = parameter.in_unit(self.intended_setpoint(info.batch_id, recipe, name), unit)
+            read = await self.link.read(tag)
+            actual = decimal_of(read.value, tag)
+            if abs(actual - expected) <= SETPOINT_TOLERANCE * max(Decimal(1), abs(expected)):
+                continue
+            found.append(
+                DeviationSpec(
+                    DeviationKind.PLC_MISMATCH,
+                    f"{name} at the PLC is {text_of(actual)} {unit} {when}, the batch set"
+                    f" {text_of(expected)} {unit}"
+                    + ("; critical parameter: batch held" if parameter.critical else ""),
+                    parameter=name,
+                    expected=str(expected),
+                    actual=str(actual),
+                    unit=unit,
+                    critical=parameter.critical,
+                    requires_cosign=parameter.critical,
+                )
+            )
+        return found
+
+    def _hold_if_critical(
+        self, conn: Connection, actor: Actor, info: BatchInfo, specs: Sequence[DeviationSpec]
+    ) -> None:
+        """A critical deviation holds the batch until a supervisor resumes it."""
+        critical = [spec for spec in specs if spec.critical]
+        if critical and self._batch_row(conn, info.batch_id)["status"] == BatchStatus.RUNNING.value:
+            self._set_held(conn, actor, info, critical[0].description)
+
     async def _write_parameters(
         self, actor: Actor, info: BatchInfo, index: int, step: SetParametersStep, recipe: Recipe
     ) -> list[NewValue]:
@@ -637,9 +763,10 @@ class StepExecution(EngineCore):
             parameter = recipe.parameter(name)
             tag = parameter.write_tag
             assert tag is not None
-            confirmed = await self.link.write(
-                actor, info.batch_id, index, tag, parameter.setpoint_for_plc()
+            wanted = parameter.in_unit(
+                self.intended_setpoint(info.batch_id, recipe, name), tag_unit(tag)
             )
+            confirmed = await self.link.write(actor, info.batch_id, index, tag, wanted)
             low, high = parameter.limits_for_tag(tag)
             value = decimal_of(confirmed.value, tag)
             written.append(
