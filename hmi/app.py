@@ -31,6 +31,7 @@ from hmi.auth.roles import Meaning
 from hmi.auth.services import AuthServices, build_auth_services
 from hmi.auth.sessions import LockCause, Session, SessionState
 from hmi.batch.engine import BatchEngine
+from hmi.batch.journal import JOURNAL_FILE
 from hmi.batch.model import DeviationInfo, DeviationStatus
 from hmi.maintenance.service import ServiceModeService
 from hmi.plc.gateway import PlcGateway
@@ -671,6 +672,7 @@ def make_app(
         recipes=recipes,
         settings=batch_settings,
         alarms=alarms,
+        journal=site.settings.data_dir / JOURNAL_FILE,
     )
     maintenance = ServiceModeService(batches, site.audit, site.clock, auth.sessions, gateway)
     ctx = HmiContext(

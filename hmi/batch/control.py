@@ -14,7 +14,6 @@ from hmi.audit.chain import SYSTEM, Actor
 from hmi.batch.core import (
     BATCH_RECORD,
     DeviationSpec,
-    EngineCore,
 )
 from hmi.batch.errors import (
     BatchError,
@@ -28,6 +27,7 @@ from hmi.batch.model import (
     BatchStatus,
     DeviationKind,
 )
+from hmi.batch.pending import PendingCommands
 from hmi.batch.rows import batch_info
 from hmi.batch.tables import (
     batch,
@@ -53,7 +53,7 @@ _RESUMABLE_BY_PLC = frozenset(
 )
 
 
-class BatchControl(EngineCore):
+class BatchControl(PendingCommands):
     """Hold, resume and abort a batch and the blender under it."""
 
     async def hold(self, session: Any, batch_id: str, code: str, text: str) -> BatchInfo:
@@ -87,6 +87,7 @@ class BatchControl(EngineCore):
         entity = (BATCH_RECORD, batch_id)
         actor = self.sessions.authorize(session, "batch.resume", entity=entity)
         why = self._reason_text(actor, entity, text, "batch.resume.refused")
+        await self.settle_pending(self.get(batch_id))
         info = self.get(batch_id)
         with read_only(self.engine) as conn:
             blocking = self._blocking(conn, batch_id)
@@ -264,6 +265,7 @@ class BatchControl(EngineCore):
         actor = self.sessions.authorize(session, "batch.abort", entity=entity)
         why = self._reason_text(actor, entity, text, "batch.abort.refused")
         code = self._reason_code(actor, entity, code, "batch.abort.refused")
+        await self.settle_pending(self.get(batch_id))
         info = self.get(batch_id)
         if info.status not in ACTIVE_STATUSES:
             self._refuse(actor, "batch.abort.refused", entity, f"batch {info.status}", None)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, RowMapping, Table, func, insert, select, update
@@ -29,6 +30,7 @@ from hmi.batch.errors import (
     SignatureProblem,
 )
 from hmi.batch.integrity import ensure_bound
+from hmi.batch.journal import CommandJournal
 from hmi.batch.model import (
     ACTIVE_STATUSES,
     BatchInfo,
@@ -146,6 +148,7 @@ class EngineCore:
         recipes: RecipeService,
         settings: BatchSettings | None = None,
         alarms: AlarmService | None = None,
+        journal: Path | None = None,
     ) -> None:
         self.engine = engine
         self.audit = audit
@@ -155,7 +158,13 @@ class EngineCore:
         self.recipes = recipes
         self.settings = settings or BatchSettings()
         self.alarms = alarms
-        self.link = PlcLink(plc, audit=audit, clock=clock, settings=self.settings)
+        self.link = PlcLink(
+            plc,
+            audit=audit,
+            clock=clock,
+            settings=self.settings,
+            journal=None if journal is None else CommandJournal(journal),
+        )
         self._recipe_cache: dict[tuple[str, int], Recipe] = {}
         self._context_version = 0
         self._on_deviation: list[Callable[[DeviationInfo], None]] = []

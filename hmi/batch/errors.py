@@ -87,3 +87,8 @@ class EquipmentInServiceMode(BatchError):
 
 class PlcCommandFailed(BatchError):
     """The PLC refused a command or its outcome is unknown; intent and result are recorded."""
+
+
+class ResultNotRecorded(BatchError):
+    """The PLC answered a command but its result could not be committed: the result is kept
+    in the command journal and recorded before anything else is done on the batch."""

@@ -10,6 +10,7 @@ actual state. Reads that fail or come back BAD are :class:`StepNotReady`, never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -17,8 +18,9 @@ from typing import Any
 from sqlalchemy import Connection, insert, update
 
 from hmi.audit import canonical
-from hmi.audit.chain import Actor, AuditLog
-from hmi.batch.errors import BatchError, PlcCommandFailed, StepNotReady
+from hmi.audit.chain import Actor, AuditLog, AuditWriteError
+from hmi.batch.errors import BatchError, PlcCommandFailed, ResultNotRecorded, StepNotReady
+from hmi.batch.journal import CommandJournal, JournalError
 from hmi.batch.rows import plain, text_of
 from hmi.batch.settings import BatchSettings
 from hmi.batch.tables import plc_command
@@ -48,11 +50,13 @@ class PlcLink:
         audit: AuditLog,
         clock: Clock,
         settings: BatchSettings,
+        journal: CommandJournal | None = None,
     ) -> None:
         self.plc = plc
         self.audit = audit
         self.clock = clock
         self.settings = settings
+        self.journal = journal
         #: The equipment mode as last read from the PLC (``None`` until read): what a
         #: synchronous check (starting a batch) can know without a round trip.
         self.last_mode: str | None = None
@@ -214,6 +218,13 @@ class PlcLink:
             )
         outcome, detail = "ok", ""
         failure: PlcError | None = None
+        if self.journal is not None:
+            try:
+                self.journal.sending(command_id)
+            except JournalError as exc:
+                self._record_result(actor, command_id, "failed", f"nothing sent: {exc}",
+                                    entity_details, None)  # fmt: skip
+                raise PlcCommandFailed(f"PLC {command}: nothing sent: {exc}") from exc
         try:
             detail = str(await action())
         except (PlcNotConnected, PlcValueRejected) as exc:
@@ -224,6 +235,32 @@ class PlcLink:
             outcome, detail, failure = "unknown", str(exc), exc
         except PlcError as exc:
             outcome, detail, failure = "failed", str(exc), exc
+        if self.journal is not None:
+            with contextlib.suppress(JournalError):  # the database below is the record
+                self.journal.outcome(command_id, outcome, detail)
+        try:
+            self._record_result(
+                actor, command_id, outcome, detail, entity_details,
+                then if failure is None else None,
+            )  # fmt: skip
+        except AuditWriteError as exc:
+            raise ResultNotRecorded(
+                f"PLC {command}: {_said(outcome, detail)}. The record of it could not be"
+                f" written ({exc}); the terminal keeps it and records it before anything else"
+                " is done on this batch"
+            ) from exc
+        if failure is not None:
+            raise PlcCommandFailed(f"PLC {command}: {failure}") from failure
+
+    def _record_result(
+        self,
+        actor: Actor,
+        command_id: int,
+        outcome: str,
+        detail: str,
+        entity_details: Mapping[str, Any],
+        then: Callable[[Connection], None] | None,
+    ) -> None:
         with self.audit.transaction() as conn:
             conn.execute(
                 update(plc_command)
@@ -242,7 +279,14 @@ class PlcLink:
                 reason=detail or None,
                 details=entity_details,
             )
-            if failure is None and then is not None:
+            if then is not None:
                 then(conn)
-        if failure is not None:
-            raise PlcCommandFailed(f"PLC {command}: {failure}") from failure
+
+
+def _said(outcome: str, detail: str) -> str:
+    """What the PLC did, as a sentence part (for a result that could not be recorded)."""
+    return {
+        "ok": f"the PLC accepted it ({detail})" if detail else "the PLC accepted it",
+        "rejected": f"the PLC refused it ({detail})",
+        "unknown": f"whether the PLC did it is not known ({detail})",
+    }.get(outcome, f"it failed ({detail})")

@@ -15,7 +15,6 @@ from hmi.auth.signatures import Signature
 from hmi.batch.core import (
     BATCH_RECORD,
     DeviationSpec,
-    EngineCore,
     NewValue,
 )
 from hmi.batch.errors import (
@@ -45,6 +44,7 @@ from hmi.batch.model import (
     RecordedValue,
     StepStatus,
 )
+from hmi.batch.pending import PendingCommands
 from hmi.batch.rows import (
     batch_info,
     decimal_of,
@@ -56,6 +56,7 @@ from hmi.batch.rows import (
 from hmi.batch.tables import (
     batch,
     batch_value,
+    plc_command,
 )
 from hmi.batch.training import is_trained
 from hmi.clock import to_utc_text
@@ -87,7 +88,7 @@ IN_SERVICE_MESSAGE = (
 SETPOINT_TOLERANCE = Decimal("1e-6")
 
 
-class StepExecution(EngineCore):
+class StepExecution(PendingCommands):
     """Start a batch; start and complete its steps; correct values; change parameters."""
 
     def start_batch(
@@ -131,6 +132,8 @@ class StepExecution(EngineCore):
                 f"{actor.user_id} is not recorded as trained on {recipe_id} v{version};"
                 " a supervisor must record the training first"
             )
+        if self.link.journal is not None:
+            self.link.journal.create()  # before any command of the batch (JournalError)
         refusal: BatchError | None = None
         with self.audit.transaction() as conn:
             taken = conn.execute(select(batch.c.batch_id).where(batch.c.batch_id == number)).first()
@@ -206,6 +209,11 @@ class StepExecution(EngineCore):
         )
         info, recipe, index = self._ready_for_step(actor, batch_id, step_id, operation="start")
         await self._not_in_service_mode(actor, batch_id, step_id, "start")
+        if index in await self.settle_pending(info):
+            # a Start the PLC accepted whose record was pending: recorded now, never re-sent
+            current = self.current_step(batch_id)
+            assert current is not None
+            return current
         step = recipe.steps[index]
         with read_only(self.engine) as conn:
             existing = self._step_row(conn, batch_id, index)
@@ -336,6 +344,7 @@ class StepExecution(EngineCore):
         )
         info, recipe, index = self._ready_for_step(actor, batch_id, step_id, operation="complete")
         await self._not_in_service_mode(actor, batch_id, step_id, "complete")
+        await self.settle_pending(info)
         step = recipe.steps[index]
         with read_only(self.engine) as conn:
             step_row = self._step_row(conn, batch_id, index)
@@ -354,7 +363,7 @@ class StepExecution(EngineCore):
         if isinstance(step, SetParametersStep):
             values += await self._write_parameters(actor, info, index, step, recipe)
         elif isinstance(step, DischargeStep):
-            await self.link.command(actor, batch_id, index, "discharge")
+            await self._discharge(actor, batch_id, index)
         data_sha = digest(given)
         with self.audit.transaction() as conn:
             row = self._batch_row(conn, batch_id)
@@ -692,6 +701,31 @@ class StepExecution(EngineCore):
         if found is None:
             raise StepNotReady("the scale was not tared for this step")
         return Decimal(str(found[0]))
+
+    async def _discharge(self, actor: Actor, batch_id: str, index: int) -> None:
+        """Open the discharge, unless an earlier Discharge of this step is known to have been
+        done: a Discharge is never sent twice, and one whose outcome is unknown is not sent
+        again until somebody has looked at the blender."""
+        with read_only(self.engine) as conn:
+            earlier = conn.execute(
+                select(plc_command.c.id, plc_command.c.result, plc_command.c.result_detail)
+                .where(
+                    plc_command.c.batch_id == batch_id,
+                    plc_command.c.step_index == index,
+                    plc_command.c.command == "discharge",
+                )
+                .order_by(plc_command.c.id.desc())
+                .limit(1)
+            ).first()
+        if earlier is not None and earlier.result in ("ok", "confirmed_on_recovery"):
+            return  # done already (its record came late): the step completes without it
+        if earlier is not None and earlier.result == "unknown":
+            raise StepNotReady(
+                f"whether the earlier Discharge (PLC command {earlier.id}) was done is not known"
+                f" ({earlier.result_detail}); it is not sent again. Check the blender: a"
+                " supervisor may override the step"
+            )
+        await self.link.command(actor, batch_id, index, "discharge")
 
     def intended_setpoint(self, batch_id: str, recipe: Recipe, name: str) -> Decimal:
         """The setpoint this batch asks of a parameter, in the parameter's own unit: the last

@@ -12,13 +12,12 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from hmi.alarms.service import AlarmChange, AlarmService, AlarmTransition
-from hmi.audit.chain import SYSTEM, Actor
+from hmi.audit.chain import SYSTEM
 from hmi.batch.core import (
     BATCH_RECORD,
     HOLDABLE_STATES,
     RUNNING_STATES,
     DeviationSpec,
-    EngineCore,
 )
 from hmi.batch.errors import (
     BatchError,
@@ -28,26 +27,19 @@ from hmi.batch.model import (
     BatchInfo,
     BatchStatus,
     DeviationKind,
-    PlcCommandRecord,
     StepStatus,
 )
+from hmi.batch.pending import PendingCommands
 from hmi.batch.rows import (
     DEVIATION_RECORD,
     batch_info,
-    command_record,
-    plain,
     tag_unit,
-    text_of,
 )
 from hmi.batch.tables import (
     deviation,
-    plc_command,
 )
 from hmi.clock import to_utc_text
 from hmi.db import read_only
-from hmi.plc.errors import (
-    PlcError,
-)
 from hmi.plc.types import (
     COMM_LOSS_ALARM,
     ConnectionState,
@@ -57,7 +49,6 @@ from hmi.plc.types import (
 )
 from hmi.recipe.model import (
     Parameter,
-    Recipe,
     RunStep,
 )
 
@@ -94,7 +85,7 @@ class _RunContext:
     open_excursions: dict[str, str] = field(default_factory=dict)
 
 
-class RunSupervision(EngineCore):
+class RunSupervision(PendingCommands):
     """Live monitoring during the run, alarm deviations and crash recovery."""
 
     _armed_now: frozenset[str] = frozenset()
@@ -127,15 +118,7 @@ class RunSupervision(EngineCore):
             return None
         state = await self.link.state_or_none()
         recipe = self.recipe_of(info)
-        with read_only(self.engine) as conn:
-            open_commands = [
-                command_record(r)
-                for r in conn.execute(
-                    select(plc_command)
-                    .where(plc_command.c.batch_id == info.batch_id, plc_command.c.result.is_(None))
-                    .order_by(plc_command.c.id)
-                ).mappings()
-            ]
+        open_commands = self.open_commands(info.batch_id)
         for command in open_commands:
             await self._reconcile_command(info, recipe, command, state)
         info = self.get(info.batch_id)
@@ -192,91 +175,6 @@ class RunSupervision(EngineCore):
         if hold_plc:  # held by the HMI while the process was down, but the drum still turns
             await self.link.command(SYSTEM, info.batch_id, info.current_step, "hold")
         return self.get(info.batch_id)
-
-    async def _reconcile_command(
-        self, info: BatchInfo, recipe: Recipe, command: PlcCommandRecord, state: str | None
-    ) -> None:
-        arguments = dict(command.arguments)
-        outcome = "unknown"
-        detail = f"reconciled at restart; PLC state {state or 'unreachable'}"
-        started_run = False
-        if state is not None:
-            if command.command == "start":
-                done = state in RUNNING_STATES or state == "Complete"
-                outcome = "confirmed_on_recovery" if done else "not_executed"
-                started_run = done
-            elif command.command == "hold":
-                outcome = (
-                    "confirmed_on_recovery" if state in ("Holding", "Held") else "not_executed"
-                )
-            elif command.command == "unhold":
-                outcome = (
-                    "confirmed_on_recovery"
-                    if state in ("Unholding", "Execute", "Completing", "Complete")
-                    else "not_executed"
-                )
-            elif command.command == "abort":
-                outcome = (
-                    "confirmed_on_recovery" if state in ("Aborting", "Aborted") else "not_executed"
-                )
-            elif command.command == "reset":
-                outcome = "confirmed_on_recovery" if state == "Idle" else "unknown"
-            elif command.command == "write":
-                try:
-                    update_ = await self.gateway.read(str(arguments["tag"]))
-                    same = text_of(update_.value) == text_of(arguments["value"]) or (
-                        isinstance(update_.value, float)
-                        and abs(update_.value - float(str(arguments["value"]))) < 1e-6
-                    )
-                    outcome = "confirmed_on_recovery" if same else "not_executed"
-                    detail += f"; read back {text_of(update_.value)}"
-                except PlcError as exc:
-                    detail += f"; read back failed: {exc}"
-        actor = Actor(command.intent_by, "system")
-        with self.audit.transaction() as conn:
-            conn.execute(
-                update(plc_command)
-                .where(plc_command.c.id == command.command_id, plc_command.c.result.is_(None))
-                .values(
-                    result=outcome, result_detail=detail, result_at=to_utc_text(self.clock.now())
-                )
-            )
-            self.audit.record(
-                conn,
-                "batch.plc.command.result",
-                SYSTEM,
-                entity=("plc_command", str(command.command_id)),
-                field="result",
-                new_value=outcome,
-                reason=detail,
-                details={
-                    "batch_id": info.batch_id,
-                    "command": command.command,
-                    "arguments": plain(arguments),
-                    "recovered": True,
-                },
-            )
-            if (
-                started_run
-                and command.step_index is not None
-                and self._step_row(conn, info.batch_id, command.step_index) is None
-            ):
-                step = recipe.steps[command.step_index]
-                self._insert_step(
-                    conn, actor, info.batch_id, command.step_index, step, StepStatus.RUNNING
-                )
-                self.audit.record(
-                    conn,
-                    "batch.step.started",
-                    SYSTEM,
-                    entity=(BATCH_RECORD, info.batch_id),
-                    details={
-                        "step_id": step.id,
-                        "step_index": command.step_index,
-                        "recovered": True,
-                        "started_by": command.intent_by,
-                    },
-                )
 
     async def monitor(self) -> None:
         """Watch the PLC during the batch until cancelled: excursions of monitored parameters

@@ -26,6 +26,7 @@ from hmi.auth.totp import code_at, new_secret
 from hmi.auth.users import IdentityVerification
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import StepNotReady
+from hmi.batch.journal import JOURNAL_FILE
 from hmi.batch.settings import BatchSettings
 from hmi.config import SessionSettings
 from hmi.plc import PlcSettings
@@ -237,6 +238,7 @@ def build_engine(
         recipes=recipes,
         settings=BatchSettings(),
         alarms=alarms,
+        journal=site.settings.data_dir / JOURNAL_FILE,
     )
 
 
