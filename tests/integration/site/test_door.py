@@ -111,7 +111,11 @@ def test_deep_nesting_is_refused_before_parsing(data: Path, tmp_path: Path) -> N
             lambda t: t.replace("idle_lock_minutes = 5 ", "idle_lock_minutes = true "),
             ["not true or false"],
         ),
-        (lambda t: t.replace("[plc]\n", "[plc]\nport = 99999\n", 1), ["port"]),
+        (lambda t: t.replace("[plc]\n", "[plc]\nport = 99999\n", 1), ["port: unknown key"]),
+        (
+            lambda t: t.replace("127.0.0.1:4840/", "127.0.0.1:99999/", 1),
+            ["[plc] endpoint", "port 99999 is not a TCP port (1-65535)"],
+        ),
         (lambda t: "", ["[site]: missing"]),
         (lambda t: t.replace("[site]", "[sitex]"), ["[site]: missing"]),
         (lambda t: 'data_dir = "/etc"\n' + t, ["data_dir: unknown key"]),
