@@ -10,6 +10,7 @@ from typing import Any
 from textual.widgets import Input, Select
 
 from hmi.auth.roles import Meaning
+from hmi.batch.errors import StepNotReady
 from hmi.batch.model import BatchStatus, DeviationKind, DeviationStatus
 from hmi.screens.batch_run import BatchRunScreen
 from hmi.screens.modals.deviation import DeviationDialog
@@ -64,6 +65,21 @@ async def through_line_clearance(kiosk: Kiosk, app: Any) -> None:
     )
 
 
+async def until_ready(call: Any, what: str, timeout: float = 60.0) -> None:
+    """Repeat a step until the equipment is ready for it (StepNotReady: the scale settling,
+    the interlock made); any other refusal, or still not ready by the deadline, fails with it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await call()
+            return
+        except StepNotReady as exc:
+            if loop.time() > deadline:
+                raise AssertionError(f"{what}: still not ready after {timeout} s: {exc}") from exc
+        await asyncio.sleep(0.1)
+
+
 async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any) -> None:
     """Steps 1-6 straight through the engine (the batch flow test covers them on screen)."""
     batches = app.ctx.batches
@@ -73,12 +89,10 @@ async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any) -> None:
     await batches.start_step(session, BATCH, "charge-granulate")
     await gateway.call("open_lid")
     await gateway.call("charge", 180.0)
-    for _ in range(100):
-        try:
-            await batches.complete_step(session, BATCH, "charge-granulate", {"lot": "IG-1"})
-            break
-        except Exception:
-            await asyncio.sleep(0.1)
+    await until_ready(
+        lambda: batches.complete_step(session, BATCH, "charge-granulate", {"lot": "IG-1"}),
+        "charge-granulate",
+    )
     data = {"lot": "MG-1", "quantity": "0.90"}
     await batches.complete_step(
         session, BATCH, "charge-mgst", data, signatures=signed("charge-mgst", data)
@@ -86,12 +100,11 @@ async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any) -> None:
     await gateway.call("close_lid")
     await batches.complete_step(session, BATCH, "close-lid", {"confirmed": True})
     for step_id in ("lid-interlock", "set-blend"):
-        for _ in range(100):
-            try:
-                await batches.complete_step(session, BATCH, step_id, {})
-                break
-            except Exception:
-                await asyncio.sleep(0.1)
+        await until_ready(
+            lambda step_id=step_id: batches.complete_step(session, BATCH, step_id, {}), step_id
+        )
+    current = batches.current_step(BATCH)
+    assert current is not None and current.step_id == "blend", current
 
 
 async def test_critical_excursion_cosigned_by_supervisor_not_same_user(
@@ -124,8 +137,15 @@ async def test_critical_excursion_cosigned_by_supervisor_not_same_user(
             await pilot.press("f2")  # start the blend
             await wait_until(
                 pilot,
+                lambda: batches.current_step(BATCH).status.value == "running",
+                "the blend started",
+                timeout=60,
+            )
+            await wait_until(
+                pilot,
                 lambda: float(app.ctx.values["speed"].value or 0) > 11.5,  # type: ignore[arg-type]
                 "blender at speed",
+                timeout=60,
             )
             await wait_until(
                 pilot,
