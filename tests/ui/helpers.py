@@ -63,7 +63,7 @@ async def login(pilot: Pilot[None], user_id: str, password: str, totp: str = "")
     # which on a busy machine can outlast the rounds of settle()
     while start.busy or (start.accepted and start.is_attached):
         assert loop.time() < deadline, "the login did not finish within 30 s"
-        await pilot.pause(0.02)
+        await pilot.pause()  # until the App has handled what is pending, then look again
     await settle(pilot)
 
 

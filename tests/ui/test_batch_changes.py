@@ -222,7 +222,7 @@ async def test_correction_of_an_entered_value_keeps_old_new_who_when_why(
     batch_id = test_excursion.BATCH
     async with app.run_test(size=(120, 40)) as pilot:
         await open_app(pilot, kiosk, app)
-        await test_excursion.prepare_until_blend(kiosk, app, gateway)
+        await test_excursion.prepare_until_blend(kiosk, app, gateway, pilot)
         await app.run_action("menu")
         await pilot.pause()
         await pilot.press("3")
@@ -279,7 +279,7 @@ async def test_correction_outside_limits_opens_a_deviation(
     batch_id = test_excursion.BATCH
     async with app.run_test(size=(120, 40)) as pilot:
         await open_app(pilot, kiosk, app)
-        await test_excursion.prepare_until_blend(kiosk, app, gateway)
+        await test_excursion.prepare_until_blend(kiosk, app, gateway, pilot)
         await app.run_action("menu")
         await pilot.pause()
         await pilot.press("3")

@@ -4,13 +4,12 @@ accepted from a supervisor."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
 from hmi.auth.roles import Meaning
-from hmi.batch.errors import StepNotReady
 from hmi.batch.model import BatchStatus, DeviationKind, DeviationStatus
 from hmi.screens.batch_run import BatchRunScreen
 from hmi.screens.modals.deviation import DeviationDialog
@@ -65,23 +64,15 @@ async def through_line_clearance(kiosk: Kiosk, app: Any) -> None:
     )
 
 
-async def until_ready(call: Any, what: str, timeout: float = 60.0) -> None:
-    """Repeat a step until the equipment is ready for it (StepNotReady: the scale settling,
-    the interlock made); any other refusal, or still not ready by the deadline, fails with it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            await call()
-            return
-        except StepNotReady as exc:
-            if loop.time() > deadline:
-                raise AssertionError(f"{what}: still not ready after {timeout} s: {exc}") from exc
-        await asyncio.sleep(0.1)
+def plc_shows(app: Any, tag: str) -> bool:
+    """Whether the kiosk's live PLC values show the tag true (the engine reads it afresh)."""
+    update = app.ctx.values.get(tag)
+    return update is not None and update.value is True
 
 
-async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any) -> None:
-    """Steps 1-6 straight through the engine (the batch flow test covers them on screen)."""
+async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any, pilot: Pilot[None]) -> None:
+    """Steps 1-6 straight through the engine (the batch flow test covers them on screen); each
+    step that waits on the equipment is done once the PLC shows it ready."""
     batches = app.ctx.batches
     session = kiosk.auth.sessions.current
     signed = signer(kiosk, app)
@@ -89,20 +80,17 @@ async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any) -> None:
     await batches.start_step(session, BATCH, "charge-granulate")
     await gateway.call("open_lid")
     await gateway.call("charge", 180.0)
-    await until_ready(
-        lambda: batches.complete_step(session, BATCH, "charge-granulate", {"lot": "IG-1"}),
-        "charge-granulate",
-    )
+    await wait_until(pilot, lambda: plc_shows(app, "weight_stable"), "scale stable", timeout=60)
+    await batches.complete_step(session, BATCH, "charge-granulate", {"lot": "IG-1"})
     data = {"lot": "MG-1", "quantity": "0.90"}
     await batches.complete_step(
         session, BATCH, "charge-mgst", data, signatures=signed("charge-mgst", data)
     )
     await gateway.call("close_lid")
     await batches.complete_step(session, BATCH, "close-lid", {"confirmed": True})
-    for step_id in ("lid-interlock", "set-blend"):
-        await until_ready(
-            lambda step_id=step_id: batches.complete_step(session, BATCH, step_id, {}), step_id
-        )
+    await wait_until(pilot, lambda: plc_shows(app, "lid_closed"), "lid interlock", timeout=60)
+    await batches.complete_step(session, BATCH, "lid-interlock", {})
+    await batches.complete_step(session, BATCH, "set-blend", {})
     current = batches.current_step(BATCH)
     assert current is not None and current.step_id == "blend", current
 
@@ -117,7 +105,7 @@ async def test_critical_excursion_cosigned_by_supervisor_not_same_user(
     async with app.run_test(size=(120, 40)) as pilot:
         await login(pilot, "operator", kiosk.users["operator"].password)
         await wait_until(pilot, lambda: app.ctx.plc_state.value == "connected", "PLC")
-        await prepare_until_blend(kiosk, app, gateway)
+        await prepare_until_blend(kiosk, app, gateway, pilot)
         await app.run_action("menu")
         await pilot.pause()
         await pilot.press("3")

@@ -31,7 +31,7 @@ async def blend_in_progress(kiosk: Kiosk, sim: SimulatorThread, plc_client: PlcC
     async with app.run_test(size=(120, 40)) as pilot:
         await login(pilot, "operator", kiosk.users["operator"].password)
         await wait_until(pilot, lambda: app.ctx.plc_state.value == "connected", "PLC")
-        await prepare_until_blend(kiosk, app, gateway)
+        await prepare_until_blend(kiosk, app, gateway, pilot)
         batches = app.ctx.batches
         assert batches is not None
         await batches.start_step(kiosk.auth.sessions.current, BATCH, "blend")  # type: ignore[arg-type]
