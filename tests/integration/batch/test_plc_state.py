@@ -16,6 +16,7 @@ from hmi.alarms.service import AlarmService
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import PlcCommandFailed
 from hmi.batch.model import BatchStatus, DeviationKind
+from hmi.plc.types import ConnectionState
 from hmi.site import Site
 from plc_sim.model import Fault
 from tests.integration.batch.support import (
@@ -186,8 +187,27 @@ async def test_plc_restart_during_the_blend_holds_and_resume_restores_the_setpoi
         assert lost.description.startswith("PLC lost state")
         assert "PLC lost state" in (engine.get(BATCH).hold_reason or "")
         give_reasons(engine, driver)
+        # The power cycle can freeze the heartbeat long enough for the link to be dropped and
+        # made again; the supervisor resumes once the screen shows the PLC connected.
+        await eventually(
+            lambda: gateway.state is ConnectionState.CONNECTED, timeout=30, what="PLC connected"
+        )
         supervisor = driver.people.login("sup1")
-        resumed = await engine.resume(supervisor, BATCH, "PLC back after the power cut")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while True:
+            try:
+                resumed = await engine.resume(supervisor, BATCH, "PLC back after the power cut")
+                break
+            except PlcCommandFailed as exc:
+                # the link dropped again while the PLC came up: the batch stays held (checked)
+                # and the supervisor presses Resume again once the PLC is back
+                assert "not connected" in str(exc) and loop.time() < deadline, exc
+                assert engine.get(BATCH).status is BatchStatus.HELD
+                await eventually(
+                    lambda: gateway.state is ConnectionState.CONNECTED, timeout=30,
+                    what="PLC connected",
+                )  # fmt: skip
         assert resumed.status is BatchStatus.RUNNING
         assert float((await gateway.read("blend_time_setpoint")).value) == 900.0
         assert await plc_state(gateway) in ("Starting", "Execute", "Completing", "Complete")
