@@ -13,13 +13,14 @@ engine (:func:`with_password`), and every URL that is shown, printed or recorded
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -111,12 +112,45 @@ def make_engine(
 
 
 def _read_only_sqlite_url(url: URL) -> URL:
-    """The same SQLite file opened read-only (an SQLite URI filename with ``mode=ro``)."""
+    """The same SQLite file opened read-only (an SQLite URI filename with ``mode=ro``).
+
+    On a read-only file system (a site copy on read-only media, a snapshot, a volume the
+    system remounted read-only) SQLite cannot create the WAL's shared-memory file it needs to
+    read, and nobody can change the file there: it is opened ``immutable``, which reads it
+    exactly as it is. Unless a WAL beside it holds changes not yet in the file: an immutable
+    open would skip them, so that is refused, saying why (see :func:`_unreadable_wal`)."""
     database = url.database
     if not database or database == ":memory:" or url.query.get("uri"):
         return url  # in memory, or already a URI filename: as configured
-    path = Path(database).absolute().as_posix()
-    return url.set(database=f"file:{quote(path)}", query={**url.query, "mode": "ro", "uri": "true"})
+    file = Path(database).absolute()
+    query = {**url.query, "mode": "ro", "uri": "true"}
+    if on_read_only_file_system(file):
+        _unreadable_wal(file)
+        query["immutable"] = "1"
+    return url.set(database=f"file:{quote(file.as_posix())}", query=query)
+
+
+def on_read_only_file_system(file: Path) -> bool:
+    """Whether the file system holding ``file``'s folder is mounted read-only."""
+    try:
+        return bool(os.statvfs(file.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False  # no such folder: the open says so
+
+
+def _unreadable_wal(file: Path) -> None:
+    wal = file.with_name(file.name + "-wal")
+    try:
+        pending = wal.stat().st_size > 0
+    except OSError:
+        return
+    if pending:
+        raise DatabaseError(
+            f"the database is on a read-only file system and its write-ahead log {wal.name}"
+            " holds changes not yet written into it, which SQLite cannot read there; nothing"
+            " was read or written: copy the whole site folder to writable storage and read"
+            " the copy"
+        )
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, observe_only: bool) -> None:
@@ -220,7 +254,31 @@ def check_readable(engine: Engine, busy_timeout_ms: int | None = None) -> None:
             if is_sqlite(engine):
                 conn.execute(text("SELECT count(*) FROM sqlite_master"))
     except (DBAPIError, SQLAlchemyError, sqlite3.Error) as exc:
+        file = _sqlite_file_of_engine(engine)
+        if file is not None and _no_space_left(file):
+            raise DatabaseError(
+                "the disk holding the database is full: SQLite cannot create the shared-memory"
+                f" file ({file.name}-shm) it needs to read the database while no terminal has it"
+                " open; nothing was read or written: free space on that disk"
+            ) from None
         raise DatabaseError(describe_read_error(exc, busy_timeout_ms=busy_timeout_ms)) from None
+
+
+def _sqlite_file_of_engine(engine: Engine) -> Path | None:
+    """The file behind an SQLite engine (a plain path or an SQLite URI filename)."""
+    if not is_sqlite(engine):
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return None
+    return Path(unquote(database.removeprefix("file:")))
+
+
+def _no_space_left(file: Path) -> bool:
+    try:
+        return os.statvfs(file.parent).f_bavail == 0
+    except OSError:
+        return False
 
 
 def ping(engine: Engine) -> None:

@@ -40,6 +40,7 @@ from hmi.db import (
     check_readable,
     describe_db_error,
     make_engine,
+    on_read_only_file_system,
     read_only,
     sqlite_file_of,
     with_password,
@@ -396,6 +397,12 @@ def _open_engine(settings: Settings, *, observe_only: bool) -> Engine:
         raise DatabaseError(
             f"the database file {db_file} does not exist (deleted or moved?); nothing was"
             " created in its place"
+        )
+    if db_file is not None and not observe_only and on_read_only_file_system(db_file):
+        raise DatabaseError(
+            f"the site folder {db_file.parent} is on a read-only file system: this command"
+            " records what it does in the audit trail, so it cannot run here and nothing was"
+            " done; the reading commands (list, show, verify) work on it"
         )
     engine = site_engine(settings, observe_only=observe_only)
     if observe_only:

@@ -187,7 +187,7 @@ class AuditLog:
                 info.pop("hmi_audit_last_by", None)
                 count: int = info.pop("hmi_audit_count", 0)
         except (DBAPIError, sqlite3.Error) as exc:
-            self._local.conn = None
+            self._drop_connection()
             raise AuditWriteError(
                 f"the action was not recorded and did not happen: {describe_db_error(exc)}"
             ) from exc
@@ -203,6 +203,17 @@ class AuditLog:
             self._local.conn = conn
             self._connections.append(conn)
         return conn
+
+    def _drop_connection(self) -> None:
+        """Give up this thread's connection after a failed unit of work (the next one opens
+        a fresh connection), closing it so that repeated faults do not pile connections up."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(DBAPIError, sqlite3.Error):
+                conn.close()
+            with contextlib.suppress(ValueError):
+                self._connections.remove(conn)
 
     def close(self) -> None:
         """Release the connections this log holds (at shutdown)."""
@@ -231,7 +242,7 @@ class AuditLog:
                 raw.rollback()  # type: ignore[union-attr]
                 raise
         except sqlite3.Error as exc:
-            self._local.conn = None
+            self._drop_connection()
             raise AuditWriteError(
                 f"the action was not recorded and did not happen: {describe_db_error(exc)}"
             ) from exc

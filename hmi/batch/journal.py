@@ -39,6 +39,13 @@ class Journaled:
     sent: bool
     outcome: str | None = None
     detail: str | None = None
+    #: Where the outcome was kept, as the record names it.
+    source: str = "the terminal's command journal"
+
+
+#: The source of an outcome neither the database nor the journal could take (full disk): the
+#: running terminal holds it until it is recorded; after a restart the PLC's state decides.
+IN_MEMORY = "the answer kept in the terminal's memory (the command journal could not be written)"
 
 
 class CommandJournal:

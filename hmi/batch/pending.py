@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from hmi.audit.chain import SYSTEM, Actor
+from hmi.audit.chain import SYSTEM, Actor, AuditWriteError
 from hmi.batch.core import BATCH_RECORD, RUNNING_STATES, EngineCore
+from hmi.batch.errors import ResultNotRecorded
 from hmi.batch.journal import Journaled
 from hmi.batch.model import BatchInfo, PlcCommandRecord, StepStatus
+from hmi.batch.plc_link import said
 from hmi.batch.rows import command_record, plain, text_of
 from hmi.batch.tables import plc_command
 from hmi.clock import to_utc_text
@@ -55,9 +57,18 @@ class PendingCommands(EngineCore):
         state = await self.link.state_or_none()
         recipe = self.recipe_of(info)
         for command in commands:
-            if await self._reconcile_command(info, recipe, command, state, restart=False):
-                assert command.step_index is not None
-                started.add(command.step_index)
+            try:
+                if await self._reconcile_command(info, recipe, command, state, restart=False):
+                    assert command.step_index is not None
+                    started.add(command.step_index)
+            except AuditWriteError as exc:
+                kept = self.link.unrecorded.get(command.command_id)
+                what = "" if kept is None else f": {said(kept.outcome or '', kept.detail or '')}"
+                raise ResultNotRecorded(
+                    f"PLC {command.command} (sent before){what}. Its record still cannot be"
+                    f" written ({exc}); nothing more was done on this batch and nothing was"
+                    " sent again: the terminal records it at the next action"
+                ) from exc
         self._changed()
         return started
 
@@ -75,12 +86,17 @@ class PendingCommands(EngineCore):
         arguments = dict(command.arguments)
         journal = self.link.journal
         known = journal.read().get(command.command_id) if journal is not None else None
-        if journal is not None and known is None and journal.exists():
+        kept = self.link.unrecorded.get(command.command_id)
+        if kept is not None and (known is None or known.outcome is None):
+            known = kept  # the answer neither the database nor the journal could take
+        elif journal is not None and known is None and journal.exists():
             known = Journaled(False)  # the journal holds no "sending": it was never sent
         when = "at restart" if restart else "before the next step"
         outcome, detail = await self._resolve(command, arguments, known, state, when)
         started_run = command.command == "start" and outcome in ("ok", "confirmed_on_recovery")
+        from_kept = known is not None and known.outcome is not None
         actor = Actor(command.intent_by, "system")
+        recorded_run = False
         with self.audit.transaction() as conn:
             conn.execute(
                 update(plc_command)
@@ -103,7 +119,8 @@ class PendingCommands(EngineCore):
                     "arguments": plain(arguments),
                     "recovered": True,
                     "sent": None if known is None else known.sent,
-                    "from_journal": known is not None and known.outcome is not None,
+                    "from_journal": from_kept and known is not kept,
+                    "from_memory": from_kept and known is kept,
                 },
             )
             if (
@@ -127,8 +144,9 @@ class PendingCommands(EngineCore):
                         "started_by": command.intent_by,
                     },
                 )
-                return True
-        return False
+                recorded_run = True
+        self.link.unrecorded.pop(command.command_id, None)  # recorded now
+        return recorded_run
 
     async def _resolve(
         self,
@@ -141,9 +159,7 @@ class PendingCommands(EngineCore):
         """The outcome to record and why: the journaled answer; else not sent; else the PLC's
         state (``confirmed_on_recovery`` only for a command that was sent)."""
         if known is not None and known.outcome is not None:
-            return known.outcome, (
-                f"recorded {when} from the terminal's command journal: {known.detail or 'ok'}"
-            )
+            return known.outcome, f"recorded {when} from {known.source}: {known.detail or 'ok'}"
         if known is not None and not known.sent:
             detail = f"never sent (the terminal stopped before sending it); recorded {when}"
             if command.command == "write" and state is not None:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, insert, update
 from hmi.audit import canonical
 from hmi.audit.chain import Actor, AuditLog, AuditWriteError
 from hmi.batch.errors import BatchError, PlcCommandFailed, ResultNotRecorded, StepNotReady
-from hmi.batch.journal import CommandJournal, JournalError
+from hmi.batch.journal import IN_MEMORY, CommandJournal, Journaled, JournalError
 from hmi.batch.rows import plain, text_of
 from hmi.batch.settings import BatchSettings
 from hmi.batch.tables import plc_command
@@ -57,6 +57,9 @@ class PlcLink:
         self.clock = clock
         self.settings = settings
         self.journal = journal
+        #: The PLC's answers the database refused, by command id, until they are recorded
+        #: (what the journal holds wins; this is for a journal that could not be written).
+        self.unrecorded: dict[int, Journaled] = {}
         #: The equipment mode as last read from the PLC (``None`` until read): what a
         #: synchronous check (starting a batch) can know without a round trip.
         self.last_mode: str | None = None
@@ -235,17 +238,21 @@ class PlcLink:
             outcome, detail, failure = "unknown", str(exc), exc
         except PlcError as exc:
             outcome, detail, failure = "failed", str(exc), exc
+        journaled = False
         if self.journal is not None:
             with contextlib.suppress(JournalError):  # the database below is the record
                 self.journal.outcome(command_id, outcome, detail)
+                journaled = True
         try:
             self._record_result(
                 actor, command_id, outcome, detail, entity_details,
                 then if failure is None else None,
             )  # fmt: skip
         except AuditWriteError as exc:
+            if not journaled:
+                self.unrecorded[command_id] = Journaled(True, outcome, detail, IN_MEMORY)
             raise ResultNotRecorded(
-                f"PLC {command}: {_said(outcome, detail)}. The record of it could not be"
+                f"PLC {command}: {said(outcome, detail)}. The record of it could not be"
                 f" written ({exc}); the terminal keeps it and records it before anything else"
                 " is done on this batch"
             ) from exc
@@ -283,7 +290,7 @@ class PlcLink:
                 then(conn)
 
 
-def _said(outcome: str, detail: str) -> str:
+def said(outcome: str, detail: str) -> str:
     """What the PLC did, as a sentence part (for a result that could not be recorded)."""
     return {
         "ok": f"the PLC accepted it ({detail})" if detail else "the PLC accepted it",

@@ -4,13 +4,14 @@ and the batch engine refusing production while the PLC reads service mode."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import select
 
 from hmi.audit.tables import audit_event
 from hmi.auth.errors import PermissionDenied
+from hmi.auth.sessions import SessionService
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import EquipmentInServiceMode
 from hmi.maintenance import NotInServiceMode, ServiceModeRefused, ServiceModeService
@@ -29,7 +30,8 @@ BATCH = "B-2026-0700"
 
 
 def maintenance(site: Site, engine: BatchEngine, gateway: Any) -> ServiceModeService:
-    return ServiceModeService(engine, site.audit, site.clock, engine.sessions, gateway)
+    sessions = cast(SessionService, engine.sessions)  # the kiosk's session service
+    return ServiceModeService(engine, site.audit, site.clock, sessions, gateway)
 
 
 def technician(people: People) -> Any:
