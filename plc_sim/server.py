@@ -409,6 +409,7 @@ class SimulatorServer:
                 log.info("%s refused: %s", method.name, exc.reason)
                 await self._publish()
                 return ua.StatusCode(_REJECT_STATUS[exc.kind])
+            log.info("%s accepted", method.name)
             await self._publish()
             return [
                 ua.Variant(value, vtype) for value, vtype in zip(results, out_types, strict=True)
@@ -432,6 +433,7 @@ class SimulatorServer:
                     self._poke("Blender.LastCommandResult")
                     raise ServiceError(_REJECT_STATUS[exc.kind]) from None
                 accepted = self._value_of(key)
+                log.info("write to %s accepted: %s", key, accepted)
                 if accepted != written:
                     stored = ua.DataValue(
                         ua.Variant(accepted, self._types[key]),

@@ -24,6 +24,10 @@ from hmi.db import read_only
 from hmi.plc.errors import PlcError
 from hmi.recipe.model import Recipe
 
+#: A bin weighing no more than this (kg) is empty: a Discharge sent whose answer was not seen,
+#: with the valve closed again, was done (the PLC closes the valve once the bin is empty).
+EMPTY_BIN_KG = 0.5
+
 #: What the PLC's state says of a command that was sent but whose answer was not seen.
 _DONE_IN_STATES = {
     "start": RUNNING_STATES | {"Complete"},
@@ -191,7 +195,17 @@ class PendingCommands(EngineCore):
             except PlcError as exc:
                 return "unknown", detail + f"; discharge valve not readable: {exc}"
             detail += f"; discharge valve {'open' if valve is True else 'closed'}"
-            return ("confirmed_on_recovery" if valve is True else "unknown"), detail
+            if valve is True:
+                return "confirmed_on_recovery", detail
+            # The PLC closes the valve once the bin is empty: an empty bin shows it was done.
+            try:
+                weight = float((await self.gateway.read("weight")).value)
+            except (PlcError, TypeError, ValueError) as exc:
+                return "unknown", detail + f"; bin weight not readable: {exc}"
+            detail += f"; bin weight {weight:g} kg"
+            if weight <= EMPTY_BIN_KG:
+                return "confirmed_on_recovery", detail + " (the bin is empty: it was discharged)"
+            return "unknown", detail
         return "unknown", detail
 
     async def _read_back(self, arguments: dict[str, object], label: str) -> str:

@@ -99,8 +99,14 @@ def next_clock(site: Site) -> str:
         ("started step charge-granulate", None),
         ("started step blend", None),
         (None, "start"),
+        (None, "discharge"),
     ],
-    ids=["after-tare", "during-blend", "between-start-and-its-result"],
+    ids=[
+        "after-tare",
+        "during-blend",
+        "between-start-and-its-result",
+        "between-discharge-and-its-result",
+    ],
 )
 def test_kiosk_killed_and_restarted_continues_the_batch(
     site: Site,
@@ -153,8 +159,12 @@ def test_kiosk_killed_and_restarted_continues_the_batch(
     assert acknowledged + completed_second == list(STEP_IDS)
     starts = Counter(result for command, result in commands if command == "start")
     assert sum(starts.values()) == 1, f"the blend was started more than once: {starts}"
+    discharges = Counter(result for command, result in commands if command == "discharge")
+    assert sum(discharges.values()) == 1, f"discharged more than once: {discharges}"
     if die_after_plc:
-        assert starts == {"confirmed_on_recovery": 1}
+        # the PLC's state shows the command was done: Execute for Start, an empty bin (the PLC
+        # closed the valve again) for Discharge
+        assert Counter(r for c, r in commands if c == die_after_plc) == {"confirmed_on_recovery": 1}
     assert all(result is not None for _c, result in commands)
     actions = [a for a, _e, _r in audit_actions(site, "batch.")]
     assert actions.count("batch.recovered") == 1 and actions.count("batch.completed") == 1
