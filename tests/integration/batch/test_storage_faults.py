@@ -244,23 +244,26 @@ def start_results(site: Site) -> list[tuple[str | None, str | None]]:
         ]
 
 
-async def test_a_start_accepted_as_the_disk_fills_is_recorded_once_space_is_back(
-    engine: BatchEngine, driver: Driver, gateway: Any, site: Site, disk: Medium,
+@pytest.mark.parametrize("kind", ["full", "read-only"])
+async def test_a_start_accepted_as_storage_fails_is_recorded_once_it_is_back(
+    engine: BatchEngine, driver: Driver, gateway: Any, site: Site, disk: Medium, kind: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """The database cannot take the PLC's answer: the operator is told the blender started,
+    """The disk fills up, or the database turns read-only, while the PLC acts on Start: the
+    database cannot take the PLC's answer: the operator is told the blender started,
     nothing more is done on the batch until the answer is recorded, and it is recorded from
     what the terminal kept, without sending Start again. (The journal's line may still fit in
     the last block of its file, or not: the record names where the answer came from.)"""
     driver.start(BATCH)
     await driver.run(BATCH, stop_after="set-blend")
     sent = plc_calls(gateway, monkeypatch)
+    fault = FAULTS[kind](site, disk)
     real_call = gateway.call
 
     async def call(method: str, *args: Any) -> Any:
         result = await real_call(method, *args)
         if method == "start":
-            disk.fill(site.data_dir / "hmi.db")  # the disk fills while the PLC acts
+            fault.begin()  # while the PLC acts
         return result
 
     monkeypatch.setattr(gateway, "call", call)
@@ -268,14 +271,14 @@ async def test_a_start_accepted_as_the_disk_fills_is_recorded_once_space_is_back
         await engine.start_step(driver.operator(), BATCH, "blend")
     message = str(refused.value)
     assert "PLC start: the PLC accepted it" in message
-    assert "disk holding the database is full" in message
+    assert fault.said in message
     assert "did not happen" not in message.split("could not be written")[0]
     assert start_results(site) == [(None, None)]
     start_id = open_command_id(engine)
-    with pytest.raises(ResultNotRecorded, match="disk holding the database is full"):
-        await engine.start_step(driver.operator(), BATCH, "blend")  # still full: refused
+    with pytest.raises(ResultNotRecorded, match=fault.said):
+        await engine.start_step(driver.operator(), BATCH, "blend")  # still failing: refused
     assert sent.count("start") == 1
-    disk.free()
+    fault.end()
     current = await engine.start_step(driver.operator(), BATCH, "blend")
     assert current.step_id == "blend" and current.status.value == "running"
     [(result, detail)] = start_results(site)
