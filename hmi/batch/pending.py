@@ -9,15 +9,17 @@ the command was ever sent, and only then the PLC's state. Nothing is sent again 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy import select, update
 
 from hmi.audit.chain import SYSTEM, Actor, AuditWriteError
 from hmi.batch.core import BATCH_RECORD, RUNNING_STATES, EngineCore
-from hmi.batch.errors import ResultNotRecorded
+from hmi.batch.errors import BatchError, ResultNotRecorded
 from hmi.batch.journal import Journaled
 from hmi.batch.model import BatchInfo, PlcCommandRecord, StepStatus
 from hmi.batch.plc_link import said
-from hmi.batch.rows import command_record, plain, text_of
+from hmi.batch.rows import command_record, decimal_of, plain, text_of
 from hmi.batch.tables import plc_command
 from hmi.clock import to_utc_text
 from hmi.db import read_only
@@ -26,7 +28,7 @@ from hmi.recipe.model import Recipe
 
 #: A bin weighing no more than this (kg) is empty: a Discharge sent whose answer was not seen,
 #: with the valve closed again, was done (the PLC closes the valve once the bin is empty).
-EMPTY_BIN_KG = 0.5
+EMPTY_BIN_KG = "0.5"
 
 #: What the PLC's state says of a command that was sent but whose answer was not seen.
 _DONE_IN_STATES = {
@@ -199,11 +201,11 @@ class PendingCommands(EngineCore):
                 return "confirmed_on_recovery", detail
             # The PLC closes the valve once the bin is empty: an empty bin shows it was done.
             try:
-                weight = float((await self.gateway.read("weight")).value)
-            except (PlcError, TypeError, ValueError) as exc:
+                weight = decimal_of((await self.gateway.read("weight")).value, "bin weight")
+            except (PlcError, BatchError) as exc:
                 return "unknown", detail + f"; bin weight not readable: {exc}"
             detail += f"; bin weight {weight:g} kg"
-            if weight <= EMPTY_BIN_KG:
+            if weight <= Decimal(EMPTY_BIN_KG):
                 return "confirmed_on_recovery", detail + " (the bin is empty: it was discharged)"
             return "unknown", detail
         return "unknown", detail
