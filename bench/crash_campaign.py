@@ -375,6 +375,7 @@ async def loss_to_hold(
         sim.endpoint,
         client / "plc" / "pki" / "trusted" / "server.der",
         client / "plc" / "password",
+        heartbeat_timeout_s=1.0,  # the product's default
     )
     await gateway.connect()
     alarms = build_alarms(site, auth)

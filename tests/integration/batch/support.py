@@ -248,7 +248,16 @@ def build_alarms(site: Site, auth: AuthServices) -> AlarmService:
     )
 
 
-def gateway_for(client_root: Path, endpoint: str, server_cert: Path, password_file: Path) -> Any:
+def gateway_for(
+    client_root: Path,
+    endpoint: str,
+    server_cert: Path,
+    password_file: Path,
+    heartbeat_timeout_s: float = 3.0,
+) -> Any:
+    """A gateway on the test's simulator. The batch tests are not about link loss timing
+    (tests/integration/plc is): on a busy CI machine a 1 s pause of the simulator's thread is
+    load, not a PLC fault, so the heartbeat may pause 3 s unless a caller asks otherwise."""
     settings = PlcSettings.model_validate(
         {
             "endpoint": endpoint,
@@ -258,6 +267,7 @@ def gateway_for(client_root: Path, endpoint: str, server_cert: Path, password_fi
             "client_private_key": str(client_root / "plc" / "pki" / "own" / "client-key.pem"),
             "reconnect_initial_s": 0.2,
             "reconnect_max_s": 1.0,
+            "heartbeat_timeout_s": heartbeat_timeout_s,
         }
     )
     return AsyncuaGateway(settings, base_dir=client_root)
