@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from contextlib import suppress
+from typing import Any
 
+from rich.cells import cell_len
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 from textual.worker import WorkerCancelled
@@ -31,10 +33,24 @@ async def tables_measured(pilot: Pilot[None]) -> None:
     for _ in range(500):
         # every screen of the stack: a dialog's picture shows the screen behind it
         tables = [t for screen in pilot.app.screen_stack for t in screen.query(DataTable)]
-        if not any(t._require_update_dimensions or t._updated_cells for t in tables):
+        if all(_measured(t) for t in tables):
             return
         await pilot.pause(0.02)
     raise AssertionError("a table on screen did not finish measuring its rows")
+
+
+def _measured(table: DataTable[Any]) -> bool:
+    """No measurement pending, and every auto-width column as wide as its widest cell (rows
+    replaced after a measurement show header-wide columns until the next one)."""
+    if table._require_update_dimensions or table._updated_cells:
+        return False
+    for key, column in table.columns.items():
+        if not column.auto_width:
+            continue
+        widest = max((cell_len(str(cell)) for cell in table.get_column(key)), default=0)
+        if column.content_width < widest:
+            return False
+    return True
 
 
 async def type_into(pilot: Pilot[None], selector: str, text: str) -> None:
