@@ -78,6 +78,15 @@ from tests.integration.batch.support import (
 )
 
 PASSWORD = "campaign-plc-password"
+#: The summary's counts that must all be 0.
+FAILURES = (
+    "lost_events",
+    "steps_done_twice",
+    "repeated_effects",
+    "wrong_reconciliations",
+    "not_intact",
+    "not_awaiting_review",
+)
 #: The methods the HMI itself calls (the driver calls Charge and the lid methods for the
 #: operator's hands; writes are checked against the journal).
 HMI_COMMANDS = ("reset", "start", "hold", "unhold", "stop", "abort", "clear", "discharge")
@@ -466,14 +475,7 @@ def main() -> int:
         print(json.dumps({"summary": summary, "runs": results}, indent=2))
     else:
         print(f"kill points {summary['kill_points']}, restarts {summary['restarts']}")
-        for key in (
-            "lost_events",
-            "steps_done_twice",
-            "repeated_effects",
-            "wrong_reconciliations",
-            "not_intact",
-            "not_awaiting_review",
-        ):
+        for key in FAILURES:
             print(f"  {key:24s} {summary[key]}")
         for name, figure in summary["loss_to_hold"].items():
             print(
@@ -481,18 +483,7 @@ def main() -> int:
                 f" ratio to the heartbeat timeout ({figure['heartbeat_timeout_s']:g} s)"
                 f" {figure['held_s'] / figure['heartbeat_timeout_s']:.2f}"
             )
-    bad = sum(
-        summary[k]
-        for k in (
-            "lost_events",
-            "steps_done_twice",
-            "repeated_effects",
-            "wrong_reconciliations",
-            "not_intact",
-            "not_awaiting_review",
-        )
-    )
-    return 0 if bad == 0 else 1
+    return 0 if sum(summary[k] for k in FAILURES) == 0 else 1
 
 
 if __name__ == "__main__":
