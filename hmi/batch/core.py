@@ -105,6 +105,11 @@ class Authorizer(Protocol):
 # -- small helpers -------------------------------------------------------------------------
 
 
+def one_line(text: str | None) -> str:
+    """A reason or comment as it is stored and signed: runs of white space made one space."""
+    return " ".join((text or "").split())
+
+
 @dataclass
 class NewValue:
     """A value about to be recorded with a step."""
@@ -604,6 +609,8 @@ class EngineCore:
                     "tag_value": str(tag_value),
                     "deviation_id": deviation_id,
                     "confirmed": result.get("value"),
+                    "step_id": step_id,
+                    "values": [{"name": f"parameter:{name}", "value": str(wanted)}],
                 },
             )
 
@@ -775,7 +782,7 @@ class EngineCore:
     def _reason_text(
         self, actor: Actor, entity: tuple[str, str], text: str | None, refusal: str
     ) -> str:
-        value = " ".join((text or "").split())
+        value = one_line(text)
         low, high = self.settings.min_reason_length, self.settings.max_reason_length
         if not low <= len(value) <= high:
             self._refuse(actor, refusal, entity, "reason length", {"length": len(value)})

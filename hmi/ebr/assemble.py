@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from hmi.audit import canonical
+from hmi.audit.binding import DETAILS_KEY
 from hmi.audit.checkpoint import Checkpoint, WitnessFile
 from hmi.audit.keys import PublicKey
 from hmi.audit.store import registered_keys
@@ -174,27 +175,39 @@ def _details(row: Row) -> dict[str, Any]:
 
 def _value_events(
     rows: Sequence[Row], batch_id: str
-) -> tuple[dict[tuple[str, str, str], tuple[str, int]], dict[int, tuple[str, int]]]:
-    """Where each first entry and each correction was recorded in the audit trail."""
-    first: dict[tuple[str, str, str], tuple[str, int]] = {}
-    corrections: dict[int, tuple[str, int]] = {}
+) -> tuple[dict[int, tuple[str, int]], dict[tuple[str, str, str], tuple[str, int]]]:
+    """Where each value was recorded in the audit trail.
+
+    The event that wrote a value's row is the one whose row bindings (docs/audit-format.md)
+    name that row as created: that is the answer for every value entered, written or
+    corrected through the product. Rows older than the bindings are found by their content
+    (step, name, value) in a step event's ``values`` instead."""
+    created: dict[int, tuple[str, int]] = {}
+    by_content: dict[tuple[str, str, str], tuple[str, int]] = {}
     for row in rows:
         if row[_I["entity_type"]] != BATCH or row[_I["entity_id"]] != batch_id:
             continue
-        action = str(row[_I["action"]])
         where = (str(row[0]), int(row[1]))
         details = _details(row)
-        if action == "batch.value.corrected" and isinstance(details.get("value_id"), int):
-            corrections[int(details["value_id"])] = where
-        elif action.startswith("batch.step."):
+        for item in details.get(DETAILS_KEY) or []:
+            if (
+                isinstance(item, list)
+                and len(item) == 4
+                and item[:1] == ["batch_value"]
+                and item[2] is None
+                and isinstance(item[1], str)
+                and item[1].isdigit()
+            ):
+                created.setdefault(int(item[1]), where)
+        if str(row[_I["action"]]).startswith("batch.step."):
             step_id = str(details.get("step_id"))
             for item in details.get("values") or []:
                 if isinstance(item, dict):
                     key = (step_id, str(item.get("name")), str(item.get("value")))
-                    first.setdefault(key, where)
+                    by_content.setdefault(key, where)
             if "tare" in details:
-                first.setdefault((step_id, "tare", str(details["tare"])), where)
-    return first, corrections
+                by_content.setdefault((step_id, "tare", str(details["tare"])), where)
+    return created, by_content
 
 
 def _is_late(at: str, ended: str | None) -> bool:
@@ -268,16 +281,15 @@ def _values(
     rows: Sequence[Row],
     step_end: dict[int, str | None],
 ) -> tuple[list[Value], list[Change]]:
-    first, corrections = _value_events(rows, record.info.batch_id)
+    created, by_content = _value_events(rows, record.info.batch_id)
     by_id: dict[int, RecordedValue] = {v.value_id: v for v in record.values}
     values: list[Value] = []
     changes: list[Change] = []
     for item in record.values:
         at = to_utc_text(item.recorded_at)
-        if item.replaces_id is None:
-            event = first.get((item.step_id, item.name, item.value))
-        else:
-            event = corrections.get(item.value_id)
+        event = created.get(item.value_id)
+        if event is None and item.replaces_id is None:
+            event = by_content.get((item.step_id, item.name, item.value))
         values.append(
             Value(
                 value_id=item.value_id,

@@ -366,8 +366,14 @@ def _check_values(
             checker.problem(index, line, "no audit event in the bundle recorded this value")
             continue
         details = checker.details(event)
+        bound = details.get(binding.DETAILS_KEY)
         if (event.get("entity_type"), event.get("entity_id")) != (BATCH, batch_id):
             checker.problem(index, line, "its audit event is about another record")
+        elif isinstance(bound, list) and not any(
+            isinstance(item, list) and item[:3] == ["batch_value", str(value.value_id), None]
+            for item in bound
+        ):
+            checker.problem(index, line, "its audit event did not write this value")
         elif value.replaces_id is None:
             recorded = {
                 (str(item.get("name")), str(item.get("value")))

@@ -139,6 +139,7 @@ async def test_batch_record_pdf_bundle_tamper_and_review(
     for signature in record.signatures:
         assert _squash(signature.manifestation) in text, signature.manifestation
     assert "QuinnQuality(qa1)-Released" in text and "SamSupervisor(sup1)-Cosigned" in text
+    assert "QuinnQuality(qa1)-Approved" in text  # each disposition printed as its signature
     assert _squash("CHANGED AFTER FIRST ENTRY: was MG-2026-117, now MG-2026-118") in text
     assert f"page1of{result.pages}" in text and result.sha256 in text
     # The plain audit bundle reader accepts it too (hmi audit verify --bundle).
@@ -228,3 +229,35 @@ async def test_batch_record_pdf_bundle_tamper_and_review(
     assert "Batches without a signed audit trail review: 0" in listing
     assert "KIOSK-01 seq 1-" in listing
     assert made.corrected_value_id > made.lot_value_id
+
+
+async def test_a_batch_whose_parameter_was_changed_prints_and_its_bundle_verifies(
+    site: Site, engine: BatchEngine, driver: Driver, tmp_path: Path
+) -> None:
+    """F4 during the batch: the changed setpoint is a value of the record, found at the event
+    that wrote it (its row binding), so the copy verifies and prints the change and its reason."""
+    batch_id = "B-2026-0701"
+    reason = "granule size of this lot is coarser"
+    driver.start(batch_id)
+    await driver.run(batch_id, stop_after="lid-interlock")
+    change = await engine.change_parameter(driver.operator(), batch_id, "blend_speed", "13", reason)
+    assert change.applied
+    await driver.run(batch_id)
+    result = _copies(site, engine).report(
+        batch_id, tmp_path / "record.pdf", actor=Actor("qa1", "qa"), generated_by="Quinn Quality"
+    )
+    read = read_batch_bundle(result.bundle)
+    assert read.ok, read.report.problems
+    assert read.record is not None
+    [changed] = [v for v in read.record.values if v.name == "parameter:blend_speed"]
+    assert changed.value == "13" and changed.event is not None
+    event = next(
+        e for e in read_bundle(result.bundle)[1].events
+        if (e["terminal_id"], e["seq"]) == (changed.event.terminal_id, changed.event.seq)
+    )  # fmt: skip
+    assert (event["action"], event["reason"]) == ("batch.parameter.changed", reason)
+    [written] = [v for v in read.record.values if v.name == "blend_speed"]
+    assert written.value == "13.0"  # the set-parameters step wrote the changed value
+    assert result.pdf is not None
+    text = _squash("".join(page.extract_text() for page in PdfReader(str(result.pdf)).pages))
+    assert _squash(reason) in text and "parameter:blend_speed" in text
