@@ -7,10 +7,11 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from hmi.auth.roles import Meaning
-from hmi.auth.signatures import Signature
+from hmi.auth.signatures import RecordRef, Signature
 from hmi.batch.core import (
     BATCH_RECORD,
     EngineCore,
+    one_line,
 )
 from hmi.batch.errors import (
     BatchError,
@@ -20,6 +21,7 @@ from hmi.batch.errors import (
 )
 from hmi.batch.model import (
     ACTIVE_STATUSES,
+    FINAL_STATUSES,
     BatchInfo,
     BatchStatus,
     DeviationInfo,
@@ -28,6 +30,8 @@ from hmi.batch.model import (
 from hmi.batch.rows import (
     DEVIATION_RECORD,
     batch_info,
+    deviation_info,
+    disposition_ref,
 )
 from hmi.batch.tables import (
     batch,
@@ -36,42 +40,75 @@ from hmi.batch.tables import (
 from hmi.clock import to_utc_text
 from hmi.db import read_only
 
+#: What a QA disposition's signature means, by decision: the one rule (engine, screen, record).
+DISPOSITION_MEANINGS: dict[str, Meaning] = {
+    "accepted": Meaning.APPROVED,
+    "rejected": Meaning.REJECTED,
+}
+
 
 class QaReview(EngineCore):
     """QA dispositions, audit trail review, release and rejection."""
 
+    def disposition_record(self, deviation_id: str, disposition: str, comment: str) -> RecordRef:
+        """What QA signs to disposition a deviation: its facts, the decision and the comment
+        (written as it will be stored: runs of white space made one space)."""
+        return disposition_ref(self.deviation(deviation_id), disposition, one_line(comment))
+
     def qa_disposition(
-        self, session: Any, deviation_id: str, disposition: str, comment: str
+        self,
+        session: Any,
+        deviation_id: str,
+        disposition: str,
+        comment: str,
+        signature: Signature,
     ) -> DeviationInfo:
-        """QA's disposition of a handled deviation: ``accepted`` (no impact on quality, or an
-        acceptable one) or ``rejected`` (the batch cannot be released)."""
+        """QA's disposition of a handled deviation, as an e-signature over the decision:
+        ``accepted`` (no impact on quality, or an acceptable one; meaning "Approved") or
+        ``rejected`` (the batch cannot be released; meaning "Rejected")."""
         entity = (DEVIATION_RECORD, deviation_id)
         actor = self.sessions.authorize(session, "deviation.disposition", entity=entity)
         why = self._reason_text(actor, entity, comment, "deviation.disposition.refused")
-        refusal: str | None = None
-        if disposition not in ("accepted", "rejected"):
-            refusal = "the disposition is 'accepted' or 'rejected'"
+        meaning = DISPOSITION_MEANINGS.get(disposition)
+        refusal: BatchError | None = None
+        if meaning is None:
+            refusal = BatchStateError("the disposition is 'accepted' or 'rejected'")
+        else:
+            # The signature is checked before the write lock is taken, against the deviation as
+            # it is now; under the lock the deviation must still be exactly what was signed.
+            try:
+                signed = disposition_ref(self.deviation(deviation_id), disposition, why)
+                self._require_valid(signature, signed, meaning)
+                if signature.signer_id != actor.user_id:
+                    raise SignatureProblem(
+                        "the disposition must be signed by the logged-in QA user"
+                    )
+            except BatchError as exc:
+                refusal = exc
         with self.audit.transaction() as conn:
             row = self._deviation_row(conn, deviation_id) if refusal is None else None
             if row is not None:
                 status = batch_info(self._batch_row(conn, str(row["batch_id"]))).status
                 if row["status"] != DeviationStatus.CLOSED.value:
-                    refusal = f"deviation {deviation_id} still needs its reason or co-signature"
+                    refusal = BatchStateError(
+                        f"deviation {deviation_id} still needs its reason or co-signature"
+                    )
                 elif row["disposition"] is not None:
-                    refusal = f"deviation {deviation_id} already has a disposition"
-                elif status in ACTIVE_STATUSES or status in (
-                    BatchStatus.RELEASED,
-                    BatchStatus.REJECTED,
-                ):
-                    refusal = (
+                    refusal = BatchStateError(f"deviation {deviation_id} already has a disposition")
+                elif status in ACTIVE_STATUSES or status in FINAL_STATUSES:
+                    refusal = BatchStateError(
                         f"batch {row['batch_id']} is {status.label}; QA reviews it after completion"
+                    )
+                elif disposition_ref(deviation_info(row), disposition, why) != signed:
+                    refusal = SignatureProblem(
+                        f"deviation {deviation_id} changed while it was being signed; sign again"
                     )
             if refusal is not None:
                 self.audit.record(
-                    conn, "deviation.disposition.refused", actor, entity=entity, reason=refusal
+                    conn, "deviation.disposition.refused", actor, entity=entity, reason=str(refusal)
                 )
             else:
-                assert row is not None
+                assert row is not None and meaning is not None
                 conn.execute(
                     update(deviation)
                     .where(deviation.c.deviation_id == deviation_id)
@@ -82,6 +119,13 @@ class QaReview(EngineCore):
                         disposition_at=to_utc_text(self.clock.now()),
                     )
                 )
+                self._link_signature(
+                    conn,
+                    str(row["batch_id"]),
+                    signature,
+                    "deviation.disposition",
+                    deviation_id=deviation_id,
+                )
                 self.audit.record(
                     conn,
                     "deviation.dispositioned",
@@ -90,10 +134,11 @@ class QaReview(EngineCore):
                     field="disposition",
                     new_value=disposition,
                     reason=why,
-                    details={"batch_id": row["batch_id"]},
+                    meaning=meaning.value,
+                    details={"batch_id": row["batch_id"], "signature_id": signature.signature_id},
                 )
         if refusal is not None:
-            raise BatchStateError(refusal)
+            raise refusal
         return self.deviation(deviation_id)
 
     def review_audit_trail(self, session: Any, batch_id: str, signature: Signature) -> BatchInfo:

@@ -155,7 +155,23 @@ def command_record(row: Mapping[Any, Any]) -> PlcCommandRecord:
 
 
 def deviation_ref(info: DeviationInfo) -> RecordRef:
+    """What a deviation's request and co-signature cover (its facts and its reason)."""
+    return RecordRef(DEVIATION_RECORD, info.deviation_id, digest(_deviation_content(info)))
+
+
+def disposition_ref(info: DeviationInfo, disposition: str, comment: str) -> RecordRef:
+    """What QA's disposition signature covers: the deviation's facts and reason, the decision
+    and QA's comment (so the signature cannot be moved to another decision)."""
     content = {
+        **_deviation_content(info),
+        "disposition": disposition,
+        "disposition_comment": comment,
+    }
+    return RecordRef(DEVIATION_RECORD, info.deviation_id, digest(content))
+
+
+def _deviation_content(info: DeviationInfo) -> dict[str, Any]:
+    return {
         "deviation_id": info.deviation_id,
         "batch_id": info.batch_id,
         "step_id": info.step_id,
@@ -170,7 +186,6 @@ def deviation_ref(info: DeviationInfo) -> RecordRef:
         "reason_by": info.reason_by,
         "action": plain(dict(info.action)) if info.action else None,
     }
-    return RecordRef(DEVIATION_RECORD, info.deviation_id, digest(content))
 
 
 def step_index_of(recipe: Recipe, step_id: str) -> int:

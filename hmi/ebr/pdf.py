@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from fpdf import FPDF
 
+from hmi.batch.review import DISPOSITION_MEANINGS
 from hmi.clock import from_utc_text, to_local_text
 from hmi.ebr.model import Deviation, EbrRecord, Step, Value
 
@@ -374,6 +375,11 @@ def _changes(pdf: RecordPdf, record: EbrRecord) -> None:
     )  # fmt: skip
 
 
+_DISPOSITION_MEANING = {
+    decision: meaning.value for decision, meaning in DISPOSITION_MEANINGS.items()
+}
+
+
 def _deviation(pdf: RecordPdf, item: Deviation, record: EbrRecord) -> None:
     pdf.heading(
         f"{item.deviation_id} - {item.kind_label}{' - CRITICAL' if item.critical else ''}", size=9.5
@@ -412,12 +418,26 @@ def _deviation(pdf: RecordPdf, item: Deviation, record: EbrRecord) -> None:
     items.append(
         (
             "QA disposition",
-            f"{item.disposition}: {_or(item.disposition_comment)} ({item.disposition_by}, "
-            f"{when(item.disposition_at)})"
+            f"{item.disposition}: {_or(item.disposition_comment)}"
             if item.disposition
             else "NONE YET",
         )
     )
+    if item.disposition:
+        meaning = _DISPOSITION_MEANING.get(item.disposition)
+        signed = [
+            s
+            for s in record.signatures
+            if s.record_id == item.deviation_id and s.meaning == meaning
+        ]
+        items.append(
+            (
+                "Disposition signed",
+                signed[-1].manifestation
+                if signed
+                else f"NO SIGNATURE ({item.disposition_by}, {when(item.disposition_at)})",
+            )
+        )
     pdf.pairs(items, label_width=32)
 
 

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static
 
 from hmi.auth.roles import Meaning
 from hmi.batch.model import BatchInfo, BatchStatus, DeviationInfo
+from hmi.batch.review import DISPOSITION_MEANINGS
 from hmi.ebr.copies import BatchRecordCopies, CopyResult
 from hmi.ebr.review import AuditReviews, UnreviewedReport, local_text
 from hmi.screens.base import HmiScreen
@@ -22,6 +23,13 @@ from hmi.screens.errors import describe_error
 from hmi.screens.modals.esignature import ESignatureDialog
 from hmi.screens.modals.form import Field, FormDialog
 from hmi.screens.modals.range_review import RangeReviewFlow, may_review_ranges
+
+
+def _decision_problem(text: str) -> str | None:
+    """What the decision field says as it is typed (there is no default: QA decides)."""
+    if text.strip().lower() in DISPOSITION_MEANINGS:
+        return None
+    return "type accepted or rejected"
 
 
 class QaReviewScreen(HmiScreen):
@@ -257,26 +265,56 @@ class QaReviewScreen(HmiScreen):
             return
 
         def answered(values: dict[str, str] | None) -> None:
-            if values is None:
-                return
-            self.run_blocking(
-                lambda: batches.qa_disposition(
-                    session, target.deviation_id, values["decision"], values["comment"]
-                ),
-                lambda _r: self.reload(),
-            )
+            if values is not None:
+                self._sign_disposition(
+                    target, values["decision"].strip().lower(), values["comment"]
+                )
 
         self.app.push_screen(
             FormDialog(
                 f"Disposition of {target.deviation_id}",
                 [
-                    Field("decision", "accepted or rejected", value="accepted"),
+                    Field("decision", "accepted or rejected", check=_decision_problem),
                     Field("comment", "Comment"),
                 ],
                 note=f"{target.kind.label}: {target.description}",
             ),
             answered,
         )
+
+    @work(group="qa", exclusive=True, exit_on_error=False)
+    async def _sign_disposition(self, target: DeviationInfo, decision: str, comment: str) -> None:
+        """QA signs the decision with the meaning it carries, then it is recorded."""
+        session, batches = self.ctx.session, self.ctx.batches
+        if session is None or batches is None:
+            return
+        meaning = DISPOSITION_MEANINGS[decision]
+        try:
+            ref = await asyncio.to_thread(
+                batches.disposition_record, target.deviation_id, decision, comment
+            )
+        except Exception as exc:
+            self.say(describe_error(exc))
+            return
+        signature = await self.app.push_screen_wait(
+            ESignatureDialog(
+                self.ctx,
+                ref,
+                meaning,
+                f"Deviation {target.deviation_id} ({target.kind.label}): {decision}",
+            )
+        )
+        if signature is None:
+            self.say(f"Deviation {target.deviation_id}: not signed, no disposition recorded.")
+            return
+        try:
+            await asyncio.to_thread(
+                batches.qa_disposition, session, target.deviation_id, decision, comment, signature
+            )
+            self.say(f"Deviation {target.deviation_id}: {decision} ({meaning.label}).")
+        except Exception as exc:
+            self.say(describe_error(exc))
+        self.reload()
 
     def action_review(self) -> None:
         self._sign("review")

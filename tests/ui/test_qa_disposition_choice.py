@@ -12,10 +12,12 @@ from hmi.auth.roles import Meaning
 from hmi.auth.sessions import Session
 from hmi.batch.engine import BatchEngine
 from hmi.batch.model import BatchStatus
+from hmi.screens.modals.esignature import ESignatureDialog
 from hmi.screens.modals.form import FormDialog
 from hmi.screens.qa_review import QaReviewScreen
 from tests.ui.conftest import Kiosk
 from tests.ui.helpers import login, settle, text_of
+from tests.ui.test_batch_flow import sign, wait_until
 
 BATCH = "B-UI-0002"
 
@@ -74,6 +76,13 @@ async def _aborted_batch_with_two_deviations(kiosk: Kiosk, app: HmiApp) -> list[
     return [d.deviation_id for d in batches.deviations(BATCH)]
 
 
+def _signing(app: HmiApp) -> Meaning:
+    """The meaning the open e-signature dialog asks for."""
+    dialog = app.screen
+    assert isinstance(dialog, ESignatureDialog)
+    return dialog.meaning
+
+
 async def test_qa_dispositions_the_second_deviation_first(kiosk: Kiosk) -> None:
     app = kiosk.app()
     batches = app.ctx.batches
@@ -101,9 +110,13 @@ async def test_qa_dispositions_the_second_deviation_first(kiosk: Kiosk) -> None:
         dialog = app.screen
         assert isinstance(dialog, FormDialog)
         assert dialog.title_text == f"Disposition of {second}"
+        assert dialog.query_one("#field-decision", Input).value == ""  # QA decides, no default
         dialog.query_one("#field-decision", Input).value = "rejected"
         dialog.query_one("#field-comment", Input).value = "abort investigated in QA-DEV-2026-09"
         await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, ESignatureDialog), "e-signature")
+        assert _signing(app) is Meaning.REJECTED
+        await sign(pilot, kiosk, "qa")
         await settle(pilot)
         assert batches.deviation(second).disposition == "rejected"
         assert batches.deviation(first).disposition is None
@@ -116,7 +129,15 @@ async def test_qa_dispositions_the_second_deviation_first(kiosk: Kiosk) -> None:
         assert isinstance(dialog, FormDialog)
         assert dialog.title_text == f"Disposition of {first}"
         dialog.query_one("#field-comment", Input).value = "skip under change control CC-12"
+        await pilot.press("f2")  # no decision typed: refused, the dialog stays
+        await pilot.pause()
+        assert isinstance(app.screen, FormDialog)
+        assert "Fill in: accepted or rejected" in text_of(pilot, "#form-message")
+        dialog.query_one("#field-decision", Input).value = "accepted"
         await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, ESignatureDialog), "e-signature")
+        assert _signing(app) is Meaning.APPROVED
+        await sign(pilot, kiosk, "qa")
         await settle(pilot)
         assert batches.deviation(first).disposition == "accepted"
         assert text_of(pilot, "#qa-deviations") == "Deviations (2), 0 awaiting disposition"
@@ -125,6 +146,8 @@ async def test_qa_dispositions_the_second_deviation_first(kiosk: Kiosk) -> None:
         await pilot.pause()
         assert isinstance(app.screen, QaReviewScreen)
     assert kiosk.actions().count("deviation.dispositioned") == 2
+    signed = {s.meaning for s in batches.record(BATCH).signatures}
+    assert {Meaning.APPROVED, Meaning.REJECTED} <= signed
 
 
 async def test_qa_screen_refuses_a_record_edited_behind_the_product(kiosk: Kiosk) -> None:

@@ -27,6 +27,8 @@ from hmi.auth.users import IdentityVerification
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import StepNotReady
 from hmi.batch.journal import JOURNAL_FILE
+from hmi.batch.model import DeviationInfo
+from hmi.batch.review import DISPOSITION_MEANINGS
 from hmi.batch.settings import BatchSettings
 from hmi.config import SessionSettings
 from hmi.plc import PlcSettings
@@ -429,12 +431,20 @@ class Driver:
             raise AssertionError(step_id)
         self.ack(f"completed step {step_id}")
 
+    def disposition(
+        self, session: Session, deviation_id: str, decision: str, comment: str
+    ) -> DeviationInfo:
+        """QA signs a deviation's disposition with the meaning its decision carries."""
+        ref = self.engine.disposition_record(deviation_id, decision, comment)
+        signature = self.people.sign(session, ref, DISPOSITION_MEANINGS[decision])
+        return self.engine.qa_disposition(session, deviation_id, decision, comment, signature)
+
     def qa_release(self, batch_id: str) -> None:
         """QA dispositions every deviation, signs the audit trail review and releases."""
         session = self.people.login("qa1")
         for item in self.engine.deviations(batch_id):
             if item.disposition is None:
-                self.engine.qa_disposition(
+                self.disposition(
                     session, item.deviation_id, "accepted", "assessed: no impact on quality"
                 )
         ref = self.engine.batch_record_ref(batch_id)

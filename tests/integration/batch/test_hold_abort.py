@@ -77,7 +77,7 @@ async def test_hold_resume_and_abort_through_the_plc(
     await engine.cosign_deviation(supervisor, abort.deviation_id, request, cosigned)
     qa = driver.people.login("qa1")
     for item in engine.deviations(BATCH):
-        engine.qa_disposition(qa, item.deviation_id, "accepted", "documented in QA-DEV-2026-07")
+        driver.disposition(qa, item.deviation_id, "accepted", "documented in QA-DEV-2026-07")
     ref = engine.batch_record_ref(BATCH)
     engine.review_audit_trail(qa, BATCH, driver.people.sign(qa, ref, Meaning.AUDIT_TRAIL_REVIEWED))
     with pytest.raises(ReleaseBlocked, match="aborted batch can only be rejected"):

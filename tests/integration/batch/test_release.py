@@ -6,7 +6,7 @@ import pytest
 
 from hmi.auth.roles import Meaning
 from hmi.batch.engine import BatchEngine
-from hmi.batch.errors import ReleaseBlocked, StepDataInvalid
+from hmi.batch.errors import ReleaseBlocked, SignatureProblem, StepDataInvalid
 from hmi.batch.model import BatchStatus, DeviationKind
 from hmi.batch.report import render_record
 from hmi.site import Site
@@ -51,7 +51,22 @@ async def test_release_refused_while_a_deviation_is_open_or_the_record_changed(
     qa = driver.people.login("qa1")
     with pytest.raises(ReleaseBlocked, match="no QA disposition"):
         engine.release(qa, BATCH, driver.people.sign(qa, ref, Meaning.RELEASED))
-    engine.qa_disposition(qa, deviation.deviation_id, "accepted", "retested: within limits")
+    # A disposition is a signature over the decision: one meant for another decision, another
+    # meaning or another comment is refused, recorded, and leaves the deviation undecided.
+    comment = "retested: within limits"
+    for_rejection = driver.people.sign(
+        qa, engine.disposition_record(deviation.deviation_id, "rejected", comment), Meaning.REJECTED
+    )
+    with pytest.raises(SignatureProblem, match="'Approved' is needed"):
+        engine.qa_disposition(qa, deviation.deviation_id, "accepted", comment, for_rejection)
+    approved_other = driver.people.sign(
+        qa, engine.disposition_record(deviation.deviation_id, "accepted", "other"), Meaning.APPROVED
+    )
+    with pytest.raises(SignatureProblem, match="covers other data"):
+        engine.qa_disposition(qa, deviation.deviation_id, "accepted", comment, approved_other)
+    assert engine.deviation(deviation.deviation_id).disposition is None
+    assert len(audit_actions(site, "deviation.disposition.refused")) == 2
+    driver.disposition(qa, deviation.deviation_id, "accepted", comment)
     stale = driver.people.sign(qa, ref, Meaning.RELEASED)
     with pytest.raises(ReleaseBlocked, match="review again"):
         engine.release(qa, BATCH, stale)
