@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from hmi.auth.roles import Meaning
-from hmi.batch.model import BatchInfo, BatchStatus, DeviationInfo
+from hmi.batch.model import FINAL_STATUSES, BatchInfo, BatchStatus, DeviationInfo
 from hmi.batch.review import DISPOSITION_MEANINGS
 from hmi.ebr.copies import BatchRecordCopies, CopyResult
 from hmi.ebr.review import AuditReviews, UnreviewedReport, local_text
@@ -23,6 +23,16 @@ from hmi.screens.errors import describe_error
 from hmi.screens.modals.esignature import ESignatureDialog
 from hmi.screens.modals.form import Field, FormDialog
 from hmi.screens.modals.range_review import RangeReviewFlow, may_review_ranges
+
+#: Which batches the list holds: those QA still has to decide, or every finished one (F10).
+_SHOWN = {
+    False: (BatchStatus.AWAITING_REVIEW, BatchStatus.ABORTED),
+    True: (BatchStatus.AWAITING_REVIEW, BatchStatus.ABORTED, *FINAL_STATUSES),
+}
+_TITLES = {
+    False: "Batches awaiting review (F10: all finished batches)",
+    True: "All finished batches: awaiting review, aborted, released, rejected (F10: open only)",
+}
 
 
 def _decision_problem(text: str) -> str | None:
@@ -75,6 +85,13 @@ class QaReviewScreen(HmiScreen):
             id="range-review",
             tooltip="Sign a review of a time range of the audit trail",
         ),
+        Binding(
+            "f10",
+            "toggle_finished",
+            "All batches",
+            id="toggle-finished",
+            tooltip="Show every finished batch (released and rejected too), or only those open",
+        ),
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -85,10 +102,12 @@ class QaReviewScreen(HmiScreen):
         """What copy is being made now (its key is dimmed until it is done)."""
         self.unreviewed: UnreviewedReport | None = None
         self._copies: BatchRecordCopies | None = None
+        self.finished_too = False
+        """Whether released and rejected batches are listed as well (F10), to print them."""
         self._reviews: AuditReviews | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield Static("Batches awaiting review", classes="form-title")
+        yield Static(_TITLES[False], id="qa-title", classes="form-title")
         yield DataTable(id="qa-batches", cursor_type="row")
         yield Static("", id="qa-deviations")
         yield DataTable(id="qa-deviation-table", cursor_type="row")
@@ -124,16 +143,19 @@ class QaReviewScreen(HmiScreen):
         if batches is None:
             return
 
+        shown = _SHOWN[self.finished_too]
+
         def load() -> list[BatchInfo]:
-            return [
-                b
-                for b in batches.list_batches()
-                if b.status in (BatchStatus.AWAITING_REVIEW, BatchStatus.ABORTED)
-            ]
+            return [b for b in batches.list_batches() if b.status in shown]
 
         self.run_blocking(load, self._show)
         reviews = self.reviews()
         self.run_blocking(reviews.unreviewed, self._show_unreviewed)
+
+    def action_toggle_finished(self) -> None:
+        self.finished_too = not self.finished_too
+        self.query_one("#qa-title", Static).update(_TITLES[self.finished_too])
+        self.reload()
 
     def reviews(self) -> AuditReviews:
         """The audit trail review service of this kiosk (built on first use)."""
@@ -182,7 +204,9 @@ class QaReviewScreen(HmiScreen):
             self._load_deviations(rows[0])
         else:
             self._show_deviations([])
-            self.query_one("#qa-deviations", Static).update("Nothing waits for review.")
+            self.query_one("#qa-deviations", Static).update(
+                "No finished batch." if self.finished_too else "Nothing waits for review."
+            )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id != "qa-batches":

@@ -19,6 +19,7 @@ from hmi.audit.tables import audit_event
 from hmi.auth.errors import PermissionDenied
 from hmi.auth.roles import Meaning
 from hmi.auth.sessions import Session
+from hmi.auth.signatures import RecordRef, Signature
 from hmi.batch.engine import BatchEngine
 from hmi.ebr.bundle import read_batch_bundle
 from hmi.ebr.copies import BatchRecordCopies
@@ -273,3 +274,52 @@ async def test_qa_signs_a_range_review_on_screen(kiosk: Kiosk) -> None:
     # The unreviewed report no longer lists that range: only what came after it.
     after = reviews.unreviewed().ranges
     assert after and all(r.from_seq > int(row["to_seq"]) for r in after)
+
+
+def _signed(kiosk: Kiosk, session: Session, ref: RecordRef, meaning: Meaning) -> Signature:
+    who = kiosk.users[session.user_id]
+    kiosk.site.clock.advance(30)  # type: ignore[attr-defined]
+    return kiosk.auth.signatures.sign(
+        session, ref, meaning, password=who.password, user_id=who.user_id,
+        totp=kiosk.code(who.user_id), accept_statement=True,
+    )  # fmt: skip
+
+
+async def test_a_decided_batch_is_listed_with_f10_and_prints(kiosk: Kiosk) -> None:
+    """Once rejected (or released) a batch leaves the list of what waits for QA; F10 lists every
+    finished batch, and the decided one prints from there."""
+    app = kiosk.app()
+    await _aborted_batch(kiosk, app)
+    batches = app.ctx.batches
+    assert batches is not None
+    qa = _login(kiosk, "qa")
+    [abort] = batches.deviations(BATCH)
+    comment = "abort investigated in QA-DEV-2026-11"
+    ref = batches.disposition_record(abort.deviation_id, "rejected", comment)
+    batches.qa_disposition(
+        qa, abort.deviation_id, "rejected", comment, _signed(kiosk, qa, ref, Meaning.REJECTED)
+    )
+    record = batches.batch_record_ref(BATCH)
+    review = _signed(kiosk, qa, record, Meaning.AUDIT_TRAIL_REVIEWED)
+    batches.review_audit_trail(qa, BATCH, review)
+    batches.reject(qa, BATCH, _signed(kiosk, qa, record, Meaning.REJECTED), "aborted batch")
+    kiosk.auth.sessions.logout(qa)
+    exports = kiosk.site.data_dir / "exports"
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open_qa_screen(pilot, kiosk)
+        assert screen.batches_shown == []
+        assert text_of(pilot, "#qa-deviations") == "Nothing waits for review."
+        assert screen.check_action("print_record", ()) is None  # nothing selected to print
+        await pilot.press("f10")
+        await settle(pilot)
+        assert [(b.batch_id, b.status.value) for b in screen.batches_shown] == [(BATCH, "rejected")]
+        assert text_of(pilot, "#qa-title").startswith("All finished batches")
+        await pilot.press("f7")
+        await settle(pilot)
+        [pdf] = sorted(exports.glob("*.pdf"))
+        [bundle] = sorted(exports.glob("*.bundle.jsonl"))
+        assert pdf.read_bytes().startswith(b"%PDF")
+        _verified(kiosk, bundle)
+        await pilot.press("f10")  # back to what waits for QA
+        await settle(pilot)
+        assert screen.batches_shown == []
