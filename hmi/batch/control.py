@@ -299,7 +299,6 @@ class BatchControl(PendingCommands):
                     DeviationKind.ABORT,
                     f"batch aborted: {why}",
                     critical=True,
-                    requires_cosign=True,
                     reason=(code, why, actor.user_id),
                 ),
             )

@@ -23,6 +23,7 @@ from hmi.audit import canonical
 from hmi.audit.chain import Actor, AuditLog
 from hmi.auth.roles import Meaning
 from hmi.auth.signatures import RecordRef, Signature, SignatureService
+from hmi.batch import policy
 from hmi.batch.errors import (
     BatchNotFound,
     DeviationNotFound,
@@ -132,10 +133,19 @@ class DeviationSpec:
     actual: str | None = None
     unit: str | None = None
     critical: bool = False
-    requires_cosign: bool = False
     alarm_id: int | None = None
     action: Mapping[str, Any] | None = None
     reason: tuple[str, str, str] | None = None  # code, text, user
+
+    @property
+    def requires_cosign(self) -> bool:
+        """Decided by the one policy (:mod:`hmi.batch.policy`), never by the caller."""
+        return policy.requires_cosign(self.kind, critical=self.critical, parameter=self.parameter)
+
+    @property
+    def holds_batch(self) -> bool:
+        """Whether opening it holds a running batch at once (:mod:`hmi.batch.policy`)."""
+        return policy.holds_batch(critical=self.critical)
 
 
 class EngineCore:

@@ -178,7 +178,6 @@ class DeviationHandling(EngineCore):
                         kind,
                         f"step '{current.title}' {kind.value} requested",
                         critical=True,
-                        requires_cosign=True,
                         action={
                             "type": kind.value,
                             "step_index": info.current_step,

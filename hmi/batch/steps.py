@@ -45,6 +45,7 @@ from hmi.batch.model import (
     StepStatus,
 )
 from hmi.batch.pending import PendingCommands
+from hmi.batch.policy import result_name
 from hmi.batch.rows import (
     batch_info,
     decimal_of,
@@ -620,7 +621,6 @@ class StepExecution(PendingCommands):
                             actual=str(done),
                             unit=tag_unit(tag),
                             critical=parameter.critical,
-                            requires_cosign=parameter.critical,
                         )
                     )
             deviations += await self._setpoints_differ(info, recipe, step, "at the completion")
@@ -656,7 +656,7 @@ class StepExecution(PendingCommands):
                 ok = step.accepts(value)
                 values.append(
                     NewValue(
-                        f"result:{sample_id}",
+                        result_name(sample_id),
                         text_of(value),
                         "entered",
                         step.unit,
@@ -669,9 +669,9 @@ class StepExecution(PendingCommands):
                     deviations.append(
                         DeviationSpec(
                             DeviationKind.OUT_OF_TOLERANCE,
-                            f"sample {sample_id}: {value} {step.unit},"
-                            f" accepted {step.low}..{step.high}",
-                            parameter=f"result:{sample_id}",
+                            f"sample {sample_id}: {value} {step.unit}, out of specification"
+                            f" {step.low}..{step.high}; a supervisor or QA co-signs",
+                            parameter=result_name(sample_id),
                             expected=f"{step.low}..{step.high}",
                             actual=str(value),
                             unit=step.unit,
@@ -775,7 +775,6 @@ class StepExecution(PendingCommands):
                     actual=str(actual),
                     unit=unit,
                     critical=parameter.critical,
-                    requires_cosign=parameter.critical,
                 )
             )
         return found
@@ -784,7 +783,7 @@ class StepExecution(PendingCommands):
         self, conn: Connection, actor: Actor, info: BatchInfo, specs: Sequence[DeviationSpec]
     ) -> None:
         """A critical deviation holds the batch until a supervisor resumes it."""
-        critical = [spec for spec in specs if spec.critical]
+        critical = [spec for spec in specs if spec.holds_batch]
         if critical and self._batch_row(conn, info.batch_id)["status"] == BatchStatus.RUNNING.value:
             self._set_held(conn, actor, info, critical[0].description)
 
@@ -1000,7 +999,6 @@ class StepExecution(PendingCommands):
                     actual=str(wanted),
                     unit=parameter.unit,
                     critical=parameter.critical,
-                    requires_cosign=True,
                     action={"type": "parameter", "name": name, "value": str(wanted)},
                     reason=(reason_code, why, actor.user_id),
                 )

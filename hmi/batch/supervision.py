@@ -310,7 +310,6 @@ class RunSupervision(PendingCommands):
             actual=str(value),
             unit=tag_unit(item.tag),
             critical=critical,
-            requires_cosign=critical,
         )
         held = False
         with self.audit.transaction() as conn:
@@ -318,7 +317,7 @@ class RunSupervision(PendingCommands):
             deviation_id = self._open_deviation(
                 conn, SYSTEM, context.batch_id, context.step_index, context.step_id, spec
             )
-            if critical and row["status"] == BatchStatus.RUNNING.value:
+            if spec.holds_batch and row["status"] == BatchStatus.RUNNING.value:
                 self._set_held(
                     conn,
                     SYSTEM,

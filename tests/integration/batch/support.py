@@ -431,6 +431,22 @@ class Driver:
             raise AssertionError(step_id)
         self.ack(f"completed step {step_id}")
 
+    async def handle_deviations(
+        self, batch_id: str, code: str = "EQUIPMENT", reason: str = "cause found and removed"
+    ) -> None:
+        """The operator gives the reason of every open deviation; those the policy sends for a
+        co-signature are requested by the operator and co-signed by a supervisor."""
+        engine, session = self.engine, self.operator()
+        for item in engine.deviations(batch_id):
+            if item.status.value == "open":
+                engine.give_reason(session, item.deviation_id, code, reason)
+        for item in engine.deviations(batch_id):
+            if item.status.value == "awaiting_cosign":
+                ref = engine.deviation_record(item.deviation_id)
+                request = self.people.sign(session, ref, Meaning.REQUESTED)
+                cosigned = self.people.cosign(session, request, "sup1", Meaning.COSIGNED)
+                await engine.cosign_deviation(session, item.deviation_id, request, cosigned)
+
     def disposition(
         self, session: Session, deviation_id: str, decision: str, comment: str
     ) -> DeviationInfo:

@@ -240,3 +240,33 @@ async def test_critical_excursion_holds_until_cosigned_then_resumes(
     assert ("hold", "ok") in commands and ("unhold", "ok") in commands
     assert len(engine.deviations(BATCH)) == 1
     assert verify_chain(site).ok
+
+
+async def test_a_result_out_of_specification_blocks_the_next_step_until_co_signed(
+    engine: BatchEngine, driver: Driver, site: Site
+) -> None:
+    """An out-of-specification blend uniformity result is not closed by the operator's reason:
+    the discharge stays refused until a supervisor or QA co-signs (hmi.batch.policy)."""
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="stopped")
+    results = {"TOP": "99.4", "MIDDLE": "112.0", "BOTTOM": "98.8"}
+    session = driver.operator()
+    await engine.complete_step(session, BATCH, "bu-samples", {"results": results})
+    [oos] = engine.deviations(BATCH)
+    assert (oos.kind, oos.parameter, oos.actual) == (
+        DeviationKind.OUT_OF_TOLERANCE, "result:MIDDLE", "112.0"
+    )  # fmt: skip
+    assert oos.requires_cosign and "out of specification" in oos.description
+    engine.give_reason(session, oos.deviation_id, "MATERIAL", "segregation suspected; retest")
+    assert engine.deviation(oos.deviation_id).status is DeviationStatus.AWAITING_COSIGN
+    with pytest.raises(DeviationOpen):
+        await engine.complete_step(session, BATCH, "discharge", {"container_id": "IBC-0042"})
+    # QA co-signs here (a supervisor may too); then the batch goes on.
+    ref = engine.deviation_record(oos.deviation_id)
+    request = driver.people.sign(session, ref, Meaning.REQUESTED)
+    cosigned = driver.people.cosign(session, request, "qa1", Meaning.COSIGNED)
+    await engine.cosign_deviation(session, oos.deviation_id, request, cosigned)
+    assert engine.deviation(oos.deviation_id).status is DeviationStatus.CLOSED
+    await engine.complete_step(session, BATCH, "discharge", {"container_id": "IBC-0042"})
+    assert engine.current_step(BATCH).step_id == "sign-performed"  # type: ignore[union-attr]
+    assert verify_chain(site).ok

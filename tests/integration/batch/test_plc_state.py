@@ -82,13 +82,6 @@ def event_ids(site: Site, action: str) -> list[int]:
         ]
 
 
-def give_reasons(engine: BatchEngine, driver: Driver) -> None:
-    session = driver.operator()
-    for item in engine.deviations(BATCH):
-        if item.status.value == "open":
-            engine.give_reason(session, item.deviation_id, "EQUIPMENT", "cause found and removed")
-
-
 @pytest.mark.parametrize(
     ("fault", "code"),
     [
@@ -144,7 +137,7 @@ async def test_resume_after_a_trip_restores_the_plc_and_is_recorded_after_start(
             lambda: engine.get(BATCH).status is BatchStatus.HELD, timeout=15, what="batch held"
         )
         await eventually(lambda: engine.deviations(BATCH), timeout=15, what="alarm deviation")
-        give_reasons(engine, driver)
+        await driver.handle_deviations(BATCH)
         supervisor = driver.people.login("sup1")
         with pytest.raises(PlcCommandFailed, match="emergency stop"):
             await engine.resume(supervisor, BATCH, "checked the drive after the stop")
@@ -153,7 +146,7 @@ async def test_resume_after_a_trip_restores_the_plc_and_is_recorded_after_start(
         assert event_ids(site, "batch.resumed") == []
         await sim.acall(lambda server: server.clear_fault(Fault.ESTOP))
         await set_model(sim, time_scale=TIME_SCALE)
-        give_reasons(engine, driver)
+        await driver.handle_deviations(BATCH)
         supervisor = driver.people.login("sup1")
         resumed = await engine.resume(supervisor, BATCH, "e-stop released, drive checked")
         assert resumed.status is BatchStatus.RUNNING
@@ -186,7 +179,7 @@ async def test_plc_restart_during_the_blend_holds_and_resume_restores_the_setpoi
         assert lost.kind is DeviationKind.PLC_MISMATCH and lost.step_id == "blend"
         assert lost.description.startswith("PLC lost state")
         assert "PLC lost state" in (engine.get(BATCH).hold_reason or "")
-        give_reasons(engine, driver)
+        await driver.handle_deviations(BATCH)
         # The power cycle can freeze the heartbeat long enough for the link to be dropped and
         # made again; the supervisor resumes once the screen shows the PLC connected.
         await eventually(

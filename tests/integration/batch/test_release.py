@@ -44,10 +44,11 @@ async def test_release_refused_while_a_deviation_is_open_or_the_record_changed(
         engine.release(qa, BATCH, driver.people.sign(qa, ref, Meaning.RELEASED))
     assert any("still open" in p for p in refused.value.problems)
     assert any("changed after the audit trail review" in p for p in refused.value.problems)
-    operator = driver.people.login("op1")
-    engine.give_reason(
-        operator, deviation.deviation_id, "OPERATOR", "value typed wrongly; lab report attached"
-    )
+    # A result out of specification: the operator's reason alone does not close it.
+    await driver.handle_deviations(BATCH, "OPERATOR", "value typed wrongly; lab report attached")
+    handled = engine.deviation(deviation.deviation_id)
+    assert handled.requires_cosign and handled.cosigned_by == "sup1"
+    assert handled.status.value == "closed"
     qa = driver.people.login("qa1")
     with pytest.raises(ReleaseBlocked, match="no QA disposition"):
         engine.release(qa, BATCH, driver.people.sign(qa, ref, Meaning.RELEASED))
