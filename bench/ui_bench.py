@@ -365,6 +365,7 @@ async def full_batch(tmp: Path) -> dict[str, Any]:
         complete,
         cosign,
         fill,
+        moves_on,
         sign,
         start_batch,
         switch_user,
@@ -426,13 +427,14 @@ async def full_batch(tmp: Path) -> dict[str, Any]:
             await gateway.call("close_lid")
             screen.reload()  # type: ignore[attr-defined]
             await settle(pilot)
-            for step_id in ("close-lid", "lid-interlock", "set-blend"):
-                await complete(pilot, app, step_id)
+            await complete(pilot, app, "close-lid")
+            await moves_on(pilot, screen, "lid-interlock")  # type: ignore[arg-type]
+            await complete(pilot, app, "set-blend")
             await pilot.press("f2")  # start the blend
             await pilot.pause()
             await idle_group(pilot, "batch")
             await complete(pilot, app, "blend", timeout=60)
-            await complete(pilot, app, "stopped")
+            await moves_on(pilot, screen, "stopped")  # type: ignore[arg-type]
             await fill(
                 pilot, {"sample-TOP": "99.4", "sample-MIDDLE": "100.3", "sample-BOTTOM": "98.8"}
             )

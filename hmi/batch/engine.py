@@ -32,7 +32,6 @@ from hmi.batch.core import (
 from hmi.batch.deviations import DeviationHandling
 from hmi.batch.review import QaReview
 from hmi.batch.rows import DEVIATION_RECORD
-from hmi.batch.steps import StepExecution
 from hmi.batch.supervision import RunSupervision
 
 __all__ = [
@@ -46,7 +45,7 @@ __all__ = [
 ]
 
 
-class BatchEngine(StepExecution, DeviationHandling, BatchControl, QaReview, RunSupervision):
+class BatchEngine(RunSupervision, DeviationHandling, BatchControl, QaReview):
     """Start, execute, hold, resume, abort, review and release batches; recover after a crash.
 
     Build it with the site's collaborators::

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from hmi.audit.chain import Actor
+from hmi.audit.chain import SYSTEM, Actor
 from hmi.auth.roles import Meaning
 from hmi.auth.signatures import Signature
 from hmi.batch.core import (
@@ -336,14 +336,57 @@ class StepExecution(PendingCommands):
         co-signature (``verified``) by the recipe's role; a signature step needs the session
         user's signature with the step's meaning.
         """
-        given = dict(data or {})
         actor = self.sessions.authorize(
             session,
             "batch.step.complete",
             entity=(BATCH_RECORD, batch_id),
             details={"step_id": step_id},
         )
-        info, recipe, index = self._ready_for_step(actor, batch_id, step_id, operation="complete")
+        return await self._complete_step(actor, batch_id, step_id, dict(data or {}), signatures)
+
+    async def complete_wait_step(self, batch_id: str) -> bool:
+        """Complete the current wait step of a running batch once its PLC condition is met,
+        as the system (the condition is the PLC's, not a person's): nobody presses a key for
+        it. False, with nothing recorded, when the current step is no wait step, the batch is
+        not running or has an open deviation, or the condition is not met (yet)."""
+        info = self.get(batch_id)
+        if info.status is not BatchStatus.RUNNING or info.current_step >= info.step_count:
+            return False
+        step = self.recipe_of(info).steps[info.current_step]
+        if not isinstance(step, WaitStep):
+            return False
+        with read_only(self.engine) as conn:
+            if self._blocking(conn, batch_id):
+                return False
+        try:
+            update_ = await self.link.read(step.tag)
+            current = update_.value
+            met = step.is_met(
+                current if isinstance(current, bool | str) else decimal_of(current, step.tag)
+            )
+        except (BatchError, ValueError):
+            return False  # not readable now: the operator sees why on the step
+        if not met or await self.equipment_mode() == "service":
+            return False
+        try:
+            await self._complete_step(SYSTEM, batch_id, step.id, {}, (), person=False)
+        except BatchError:
+            return False  # completed by the operator meanwhile, or the PLC changed again
+        return True
+
+    async def _complete_step(
+        self,
+        actor: Actor,
+        batch_id: str,
+        step_id: str,
+        given: dict[str, Any],
+        signatures: Sequence[Signature],
+        *,
+        person: bool = True,
+    ) -> CurrentStep | None:
+        info, recipe, index = self._ready_for_step(
+            actor, batch_id, step_id, operation="complete", person=person
+        )
         await self._not_in_service_mode(actor, batch_id, step_id, "complete")
         await self.settle_pending(info)
         step = recipe.steps[index]
@@ -422,9 +465,10 @@ class StepExecution(PendingCommands):
             raise EquipmentInServiceMode(IN_SERVICE_MESSAGE)
 
     def _ready_for_step(
-        self, actor: Actor, batch_id: str, step_id: str, *, operation: str
+        self, actor: Actor, batch_id: str, step_id: str, *, operation: str, person: bool = True
     ) -> tuple[BatchInfo, Recipe, int]:
-        """Load the batch and check order, state, training and open deviations (recorded)."""
+        """Load the batch and check order, state, training (of a person, not of the system
+        completing a wait step) and open deviations (recorded)."""
         entity = (BATCH_RECORD, batch_id)
         with read_only(self.engine) as conn:
             row = conn.execute(select(batch).where(batch.c.batch_id == batch_id)).mappings().first()
@@ -452,7 +496,7 @@ class StepExecution(PendingCommands):
             raise StepOutOfOrder(
                 f"steps run strictly in order: the current step is {want}, not '{step_id}'"
             )
-        if not trained:
+        if person and not trained:
             self._refuse(actor, "batch.step.refused", entity, "not trained", details)
             raise NotTrained(
                 f"{actor.user_id} is not recorded as trained on {info.recipe_id}"

@@ -29,12 +29,12 @@ from hmi.batch.model import (
     DeviationKind,
     StepStatus,
 )
-from hmi.batch.pending import PendingCommands
 from hmi.batch.rows import (
     DEVIATION_RECORD,
     batch_info,
     tag_unit,
 )
+from hmi.batch.steps import StepExecution
 from hmi.batch.tables import (
     deviation,
 )
@@ -50,6 +50,7 @@ from hmi.plc.types import (
 from hmi.recipe.model import (
     Parameter,
     RunStep,
+    WaitStep,
 )
 
 _CONNECT_POLL_S = 0.05
@@ -85,8 +86,9 @@ class _RunContext:
     open_excursions: dict[str, str] = field(default_factory=dict)
 
 
-class RunSupervision(PendingCommands):
-    """Live monitoring during the run, alarm deviations and crash recovery."""
+class RunSupervision(StepExecution):
+    """Live monitoring during the run (excursions, the PLC's own state changes, wait steps met
+    by the PLC), alarm deviations and crash recovery."""
 
     _armed_now: frozenset[str] = frozenset()
 
@@ -186,6 +188,8 @@ class RunSupervision(PendingCommands):
         plc_state: str | None = None
         armed: set[str] = set()
         lost_during_run: str | None = None
+        waiting: tuple[str, str] | None = None
+        wait_due = False
         try:
             while True:
                 try:
@@ -194,6 +198,7 @@ class RunSupervision(PendingCommands):
                     return
                 if version != self._context_version:
                     version = self._context_version
+                    waiting, wait_due = self._load_wait(), True
                     new_context = self._load_context()
                     if (
                         new_context is None
@@ -214,6 +219,11 @@ class RunSupervision(PendingCommands):
                     if context is not None and state_update is not None and plc_state:
                         await self._plc_state_changed(context, plc_state)
                     self._armed_now = frozenset(armed)
+                    if waiting is not None and (wait_due or waiting[1] in event.updates):
+                        # A wait step completes by itself once the PLC meets its condition:
+                        # checked when it becomes current and whenever its tag changes.
+                        wait_due = False
+                        await self.complete_wait_step(waiting[0])
                 elif isinstance(event, ConnectionStateChanged):
                     if event.state is ConnectionState.LOST and context is not None:
                         if await self._connection_lost(context, event.reason):
@@ -229,6 +239,18 @@ class RunSupervision(PendingCommands):
         current run: only these raise an excursion when they leave (a value still ramping up
         to its range at the start of a run is not an excursion)."""
         return self._armed_now
+
+    def _load_wait(self) -> tuple[str, str] | None:
+        """The running batch whose current step is a wait step, and the tag it waits on."""
+        with read_only(self.engine) as conn:
+            row = self._active_row(conn)
+        if row is None:
+            return None
+        info = batch_info(row)
+        if info.status is not BatchStatus.RUNNING or info.current_step >= info.step_count:
+            return None
+        step = self.recipe_of(info).steps[info.current_step]
+        return (info.batch_id, step.tag) if isinstance(step, WaitStep) else None
 
     def _load_context(self) -> _RunContext | None:
         with read_only(self.engine) as conn:

@@ -187,6 +187,11 @@ class BatchRunScreen(HmiScreen):
     def on_mount(self) -> None:
         self.reload()
 
+    def on_batch_changed(self) -> None:
+        # The batch moved without this screen (a wait step met by the PLC, the monitor holding
+        # it, another kiosk): show where it stands; what is typed into the same step is kept.
+        self.reload()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "by_hand":  # demo sites only: the simulator has no hands
             if not self.ctx.demo or not self.ctx.may("batch.step.complete"):

@@ -107,6 +107,18 @@ async def complete(pilot: Pilot[None], app: HmiApp, step_id: str, timeout: float
         await pilot.pause(0.2)
 
 
+async def moves_on(pilot: Pilot[None], screen: BatchRunScreen, step_id: str) -> None:
+    """A wait step completes by itself once the PLC meets its condition: the screen moves on
+    to the next step without a key."""
+    await wait_until(
+        pilot,
+        lambda: screen.current is not None and screen.current.step_id != step_id
+        and any(s.step_id == step_id and s.performed_by == "system" for s in screen.steps),
+        f"wait step {step_id} completed by itself",
+        timeout=30,
+    )  # fmt: skip
+
+
 async def start_batch(pilot: Pilot[None], app: HmiApp) -> None:
     await app.run_action("menu")
     await pilot.pause()
@@ -192,13 +204,14 @@ async def test_batch_with_deviation_to_qa_release(
         await gateway.call("close_lid")
         screen.reload()
         await settle(pilot)
-        for step_id in ("close-lid", "lid-interlock", "set-blend"):
-            await complete(pilot, app, step_id)
+        await complete(pilot, app, "close-lid")
+        await moves_on(pilot, screen, "lid-interlock")  # the PLC's condition: no key pressed
+        await complete(pilot, app, "set-blend")
         await pilot.press("f2")  # start the blend
         await pilot.pause()
         await idle_group(pilot, "batch")
         await complete(pilot, app, "blend", timeout=30)
-        await complete(pilot, app, "stopped")
+        await moves_on(pilot, screen, "stopped")
         await fill(pilot, {"sample-TOP": "99.4", "sample-MIDDLE": "100.3", "sample-BOTTOM": "98.8"})
         await complete(pilot, app, "bu-samples")
         await fill(pilot, {"container_id": "IBC-0042"})
@@ -228,9 +241,11 @@ async def test_batch_with_deviation_to_qa_release(
         assert [d.kind for d in app.screen.deviations] == [DeviationKind.OUT_OF_TOLERANCE]
         await pilot.press("f2")
         await pilot.pause()
+        app.screen.query_one("#field-decision", Input).value = "accepted"
         app.screen.query_one("#field-comment", Input).value = "no impact: within validated range"
         await pilot.press("f2")
-        await settle(pilot)
+        await sign(pilot, kiosk, "qa")
+        await idle_group(pilot, "qa")
         assert batches.deviations(BATCH)[0].disposition == "accepted"
         await pilot.press("f3")
         await sign(pilot, kiosk, "qa")

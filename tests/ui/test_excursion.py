@@ -88,8 +88,13 @@ async def prepare_until_blend(kiosk: Kiosk, app: Any, gateway: Any, pilot: Pilot
     )
     await gateway.call("close_lid")
     await batches.complete_step(session, BATCH, "close-lid", {"confirmed": True})
-    await wait_until(pilot, lambda: plc_shows(app, "lid_closed"), "lid interlock", timeout=60)
-    await batches.complete_step(session, BATCH, "lid-interlock", {})
+    # the wait step completes by itself once the PLC shows the lid interlock made
+    await wait_until(
+        pilot,
+        lambda: getattr(batches.current_step(BATCH), "step_id", None) == "set-blend",
+        "lid interlock",
+        timeout=60,
+    )
     await batches.complete_step(session, BATCH, "set-blend", {})
     current = batches.current_step(BATCH)
     assert current is not None and current.step_id == "blend", current

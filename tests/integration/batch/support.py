@@ -25,7 +25,7 @@ from hmi.auth.signatures import RecordRef, Signature
 from hmi.auth.totp import code_at, new_secret
 from hmi.auth.users import IdentityVerification
 from hmi.batch.engine import BatchEngine
-from hmi.batch.errors import StepNotReady
+from hmi.batch.errors import StepNotReady, StepOutOfOrder
 from hmi.batch.journal import JOURNAL_FILE
 from hmi.batch.model import DeviationInfo
 from hmi.batch.review import DISPOSITION_MEANINGS
@@ -400,8 +400,10 @@ class Driver:
         elif step_id == "close-lid":
             await self.gateway.call("close_lid")
             await engine.complete_step(self.operator(), batch_id, step_id, {"confirmed": True})
-        elif step_id in ("lid-interlock", "set-blend", "stopped"):
+        elif step_id == "set-blend":
             await retry(lambda: engine.complete_step(self.operator(), batch_id, step_id, {}))
+        elif step_id in ("lid-interlock", "stopped"):
+            await retry(lambda: self._wait_step(batch_id, step_id))
         elif step_id == "blend":
             if current.status.value == "pending":
                 await engine.start_step(self.operator(), batch_id, step_id)
@@ -430,6 +432,17 @@ class Driver:
         else:  # pragma: no cover - the recipe is fixed
             raise AssertionError(step_id)
         self.ack(f"completed step {step_id}")
+
+    async def _wait_step(self, batch_id: str, step_id: str) -> None:
+        """A wait step completes by itself under the engine's monitor once the PLC meets its
+        condition; without a monitor (or before it saw the condition) the operator completes
+        it. Whichever comes first does it; the step is done once."""
+        try:
+            await self.engine.complete_step(self.operator(), batch_id, step_id, {})
+        except StepOutOfOrder:
+            done = [s for s in self.engine.record(batch_id).steps if s.step_id == step_id]
+            if not done or done[-1].performed_by != "system":
+                raise
 
     async def handle_deviations(
         self, batch_id: str, code: str = "EQUIPMENT", reason: str = "cause found and removed"

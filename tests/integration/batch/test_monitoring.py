@@ -125,3 +125,30 @@ async def test_restart_holds_a_blender_the_hmi_had_held(
     results = [(c.command, c.result) for c in restarted.record(BATCH).plc_commands]
     assert results[-2:] == [("hold", "failed"), ("hold", "ok")]
     assert verify_chain(site).ok
+
+
+async def test_a_wait_step_completes_by_itself_once_the_plc_meets_its_condition(
+    engine: BatchEngine, driver: Driver, gateway: Any, site: Site
+) -> None:
+    """'Lid interlock made' is the PLC's to answer: under the monitor the step completes,
+    performed by the system, with the PLC value seen, as soon as the lid is closed; nobody
+    presses a key; until then it waits."""
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="charge-mgst")
+    refusals = len(audit_actions(site, "batch.step.refused"))
+    with monitoring(engine):
+        await engine.complete_step(driver.operator(), BATCH, "close-lid", {"confirmed": True})
+        # The lid is still open at the PLC: the wait step is current and stays so.
+        assert engine.current_step(BATCH).step_id == "lid-interlock"  # type: ignore[union-attr]
+        await gateway.call("close_lid")
+        await eventually(
+            lambda: engine.current_step(BATCH).step_id == "set-blend",  # type: ignore[union-attr]
+            timeout=15,
+            what="the wait step completed by itself",
+        )
+    [step] = [s for s in engine.record(BATCH).steps if s.step_id == "lid-interlock"]
+    assert step.performed_by == "system" and step.status.value == "completed"
+    [seen] = [v for v in engine.values(BATCH) if v.step_id == "lid-interlock"]
+    assert (seen.name, seen.value, seen.source) == ("lid_closed", "true", "plc")
+    assert len(audit_actions(site, "batch.step.refused")) == refusals  # nothing tried in vain
+    assert verify_chain(site).ok
