@@ -56,30 +56,53 @@ _RESUMABLE_BY_PLC = frozenset(
 class BatchControl(PendingCommands):
     """Hold, resume and abort a batch and the blender under it."""
 
-    async def hold(self, session: Any, batch_id: str, code: str, text: str) -> BatchInfo:
-        """Hold the batch (and the blender if it is running); opens a deviation with the reason."""
+    async def hold(
+        self, session: Any, batch_id: str, code: str | None = None, text: str | None = None
+    ) -> BatchInfo:
+        """Hold the batch at once: the PLC first (the drum stops), then the batch, with a hold
+        deviation. Given without a reason (one key at the kiosk), the deviation is opened
+        without one and blocks everything until the reason is given; a reason given with the
+        hold (the command line) is recorded with it."""
         entity = (BATCH_RECORD, batch_id)
         actor = self.sessions.authorize(session, "batch.hold", entity=entity)
-        why = self._reason_text(actor, entity, text, "batch.hold.refused")
-        code = self._reason_code(actor, entity, code, "batch.hold.refused")
+        reason: tuple[str, str, str] | None = None
+        if text is not None or code is not None:
+            why = self._reason_text(actor, entity, text, "batch.hold.refused")
+            code = self._reason_code(actor, entity, code or "", "batch.hold.refused")
+            reason = (code, why, actor.user_id)
         info = self.get(batch_id)
         if info.status is not BatchStatus.RUNNING:
             self._refuse(actor, "batch.hold.refused", entity, f"batch {info.status}", None)
             raise BatchStateError(f"batch {batch_id} is {info.status.label}; it cannot be held")
-        with self.audit.transaction() as conn:
-            self._set_held(conn, actor, info, why)
-            self._open_deviation(
-                conn,
-                actor,
-                batch_id,
-                info.current_step,
-                self._step_id(info),
-                DeviationSpec(
-                    DeviationKind.HOLD, f"batch held: {why}", reason=(code, why, actor.user_id)
-                ),
-            )
+        plc_refused: BatchError | None = None
+        self._holding.add(batch_id)
+        try:
+            try:
+                await self._hold_equipment(actor, info)
+            except BatchError as exc:
+                plc_refused = exc  # the batch is held all the same; the screen says why
+            with self.audit.transaction() as conn:
+                if self._batch_row(conn, batch_id)["status"] == BatchStatus.RUNNING.value:
+                    told = reason[1] if reason else f"held by {actor.user_id}; reason to follow"
+                    self._set_held(conn, actor, info, told)
+                    self._open_deviation(
+                        conn,
+                        actor,
+                        batch_id,
+                        info.current_step,
+                        self._step_id(info),
+                        DeviationSpec(
+                            DeviationKind.HOLD,
+                            f"batch held: {reason[1]}" if reason else
+                            f"batch held at the kiosk by {actor.user_id}",
+                            reason=reason,
+                        ),
+                    )  # fmt: skip
+        finally:
+            self._holding.discard(batch_id)
         self._changed()
-        await self._hold_equipment(actor, info)
+        if plc_refused is not None:
+            raise plc_refused
         return self.get(batch_id)
 
     async def resume(self, session: Any, batch_id: str, text: str) -> BatchInfo:

@@ -186,6 +186,9 @@ class EngineCore:
         #: Set while Resume brings a PLC that lost the run back (Clear, Reset, setpoints,
         #: Start): the states it passes through are commanded, not a loss.
         self._plc_restoring = False
+        #: Batches whose Hold this kiosk is sending to the PLC right now: the PLC's Held that
+        #: follows is this kiosk's own hold, not the PLC holding by itself.
+        self._holding: set[str] = set()
         #: Runs (batch, step index) whose loss by the PLC is already a deviation.
         self._lost_runs: set[tuple[str, int]] = set()
         if alarms is not None:

@@ -393,13 +393,15 @@ class RunSupervision(StepExecution):
         drum by itself holds the batch at once with the PLC's reason; a PLC that no longer
         knows the run (a restart: Stopped or Idle) holds it with a "PLC lost state"
         deviation."""
-        if self._plc_restoring or (
-            state in RUN_KNOWN_STATES and state not in PLC_STOPPED_RUN_STATES
+        if (
+            self._plc_restoring
+            or context.batch_id in self._holding
+            or (state in RUN_KNOWN_STATES and state not in PLC_STOPPED_RUN_STATES)
         ):
             return
         # The stream may lag behind what the batch commanded since: act on the PLC's state now.
         now = await self.link.state_or_none()
-        if now is None or self._plc_restoring:
+        if now is None or self._plc_restoring or context.batch_id in self._holding:
             return
         state = now
         if state not in RUN_KNOWN_STATES:

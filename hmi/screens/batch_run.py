@@ -556,7 +556,9 @@ class BatchRunScreen(HmiScreen):
         self.app.push_screen(FormDialog(title, self._reason_fields(code=code), note=note), then)
 
     def action_hold(self) -> None:
-        self._ask_reason("Hold the batch", lambda v: v and self._batch_call("hold", v))
+        # One key: the blender and the batch are held at once; the reason is asked right
+        # after (the hold's deviation blocks everything until it has one).
+        self._batch_call("hold", {})
 
     def action_resume(self) -> None:
         self._ask_reason(
@@ -853,7 +855,7 @@ class BatchRunScreen(HmiScreen):
             return
         try:
             if what == "hold":
-                await batches.hold(session, info.batch_id, values["code"], values["text"])
+                await batches.hold(session, info.batch_id)
             elif what == "resume":
                 await batches.resume(session, info.batch_id, values["text"])
             else:

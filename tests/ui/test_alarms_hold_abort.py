@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from hmi.alarms.service import AlarmService
-from hmi.batch.model import BatchStatus
+from hmi.batch.model import BatchStatus, DeviationKind
 from hmi.screens.alarms import AlarmsScreen
 from hmi.screens.batch_run import BatchRunScreen
+from hmi.screens.modals.deviation import DeviationDialog
 from hmi.screens.modals.form import FormDialog
 from plc_sim.server import SimulatorThread
 from tests.ui.conftest import Kiosk, PlcClient
 from tests.ui.helpers import idle_group, login, settle, text_of
+from tests.ui.test_batch_flow import wait_until
 
 
 async def open_screen(pilot: object, number: str) -> None:
@@ -81,19 +83,25 @@ async def test_hold_by_operator_abort_by_supervisor(
         assert isinstance(app.screen, BatchRunScreen)
         assert app.screen.check_action("abort", ()) is False  # operators do not abort
         assert app.screen.check_action("hold", ()) is True
+        screen = app.screen
+        # One key holds at once; the reason is asked right after, before anything else.
         await pilot.press("f5")
-        await pilot.pause()
-        app.screen.query_one("#field-text", Input).value = "granulate lot on QA hold"
+        await wait_until(pilot, lambda: isinstance(app.screen, DeviationDialog), "hold reason")
+        assert batches.get("B-UI-0002").status is BatchStatus.HELD  # held before any typing
+        [hold] = batches.deviations("B-UI-0002")
+        assert hold.kind is DeviationKind.HOLD and hold.reason_text is None and hold.blocking
+        app.screen.query_one("#reason-code", Select).value = "MATERIAL"
+        app.screen.query_one("#reason-text", Input).value = "granulate lot on QA hold"
         await pilot.press("f2")
-        await pilot.pause()
-        await idle_group(pilot, "batch")
-        assert batches.get("B-UI-0002").status is BatchStatus.HELD
         await settle(pilot)
+        await wait_until(pilot, lambda: app.screen is screen, "back to the batch")
+        [hold] = batches.deviations("B-UI-0002")
+        assert (hold.reason_code, hold.reason_text) == ("MATERIAL", "granulate lot on QA hold")
+        assert not hold.blocking
         assert text_of(pilot, "#batch-message") == (
             "Batch B-UI-0002 is held. A supervisor resumes it (F6 when logged in)."
         )
         assert app.screen.check_action("hold", ()) is None  # held: Hold is greyed out
-        # the hold deviation asks for nothing more here: it already carries the reason
         await pilot.press("f12")
         await settle(pilot)
         await pilot.press("f3")

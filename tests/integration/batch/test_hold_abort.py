@@ -9,7 +9,7 @@ import pytest
 from hmi.auth.errors import PermissionDenied
 from hmi.auth.roles import Meaning
 from hmi.batch.engine import BatchEngine
-from hmi.batch.errors import BatchHeld, NotTrained, ReleaseBlocked
+from hmi.batch.errors import BatchHeld, DeviationOpen, NotTrained, ReleaseBlocked
 from hmi.batch.model import BatchStatus, DeviationKind, DeviationStatus
 from hmi.site import Site
 from plc_sim.model import Fault
@@ -148,3 +148,35 @@ async def test_untrained_user_is_refused(site: Site, engine: BatchEngine, driver
     assert ("batch.start.refused", BATCH, "not trained") in refusals
     assert ("batch.step.refused", BATCH, "not trained") in refusals
     assert engine.current_step(BATCH).step_id == "line-clearance"  # type: ignore[union-attr]
+
+
+async def test_hold_is_immediate_and_its_reason_comes_right_after(
+    site: Site, engine: BatchEngine, driver: Driver, gateway: Any
+) -> None:
+    """One key during the blend: the PLC holds the drum first, then the batch is held by the
+    person who pressed it (not taken for the PLC holding by itself); the hold's deviation has
+    no reason yet and blocks resume until it has one."""
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="set-blend")
+    with monitoring(engine):
+        await engine.start_step(driver.operator(), BATCH, "blend")
+        held = await engine.hold(driver.operator(), BATCH)
+        assert held.status is BatchStatus.HELD
+        assert await plc_state(gateway) in ("Holding", "Held")
+        [hold] = engine.deviations(BATCH)
+        assert (hold.kind, hold.status, hold.reason_text) == (
+            DeviationKind.HOLD, DeviationStatus.OPEN, None
+        )  # fmt: skip
+        assert hold.opened_by == "op1" and hold.blocking
+        supervisor = driver.people.login("sup1")
+        with pytest.raises(DeviationOpen):
+            await engine.resume(supervisor, BATCH, "drive inspected, noise gone")
+        engine.give_reason(supervisor, hold.deviation_id, "EQUIPMENT", "unusual noise, drive")
+        await engine.resume(supervisor, BATCH, "drive inspected, noise gone")
+        assert engine.get(BATCH).status is BatchStatus.RUNNING
+    held_events = audit_actions(site, "batch.held")
+    assert len(held_events) == 1  # the PLC's Held was this hold, not a second one
+    [hold_command] = [c for c in engine.record(BATCH).plc_commands if c.command == "hold"]
+    assert hold_command.result == "ok" and hold_command.intent_by == "op1"
+    assert len(engine.deviations(BATCH)) == 1
+    assert verify_chain(site).ok
