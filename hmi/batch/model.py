@@ -57,7 +57,7 @@ _KIND_LABELS = {
     DeviationKind.ABORT: "batch aborted",
     DeviationKind.PLC_LOST: "communication with the PLC lost during the run",
     DeviationKind.PARAMETER_CHANGE: "parameter changed outside its limits",
-    DeviationKind.PLC_MISMATCH: "PLC state did not match the batch at restart",
+    DeviationKind.PLC_MISMATCH: "PLC state did not match what the batch needs",
 }
 
 

@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from hmi.alarms.service import AlarmChange, AlarmService, AlarmTransition
 from hmi.audit.chain import SYSTEM
@@ -33,12 +34,14 @@ from hmi.batch.rows import (
     DEVIATION_RECORD,
     batch_info,
     tag_unit,
+    text_of,
 )
 from hmi.batch.steps import StepExecution
 from hmi.batch.tables import (
+    batch_step,
     deviation,
 )
-from hmi.clock import to_utc_text
+from hmi.clock import from_utc_text, to_utc_text
 from hmi.db import read_only
 from hmi.plc.types import (
     COMM_LOSS_ALARM,
@@ -84,6 +87,18 @@ class _RunContext:
     status: BatchStatus
     monitored: list[_Monitored]
     open_excursions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Waiting:
+    """The current wait step the monitor watches."""
+
+    batch_id: str
+    step_index: int
+    step: WaitStep
+    deadline: datetime
+    timed_out: bool
+    last_seen: str | None = None
 
 
 class RunSupervision(StepExecution):
@@ -188,7 +203,7 @@ class RunSupervision(StepExecution):
         plc_state: str | None = None
         armed: set[str] = set()
         lost_during_run: str | None = None
-        waiting: tuple[str, str] | None = None
+        waiting: _Waiting | None = None
         wait_due = False
         try:
             while True:
@@ -219,11 +234,20 @@ class RunSupervision(StepExecution):
                     if context is not None and state_update is not None and plc_state:
                         await self._plc_state_changed(context, plc_state)
                     self._armed_now = frozenset(armed)
-                    if waiting is not None and (wait_due or waiting[1] in event.updates):
-                        # A wait step completes by itself once the PLC meets its condition:
-                        # checked when it becomes current and whenever its tag changes.
-                        wait_due = False
-                        await self.complete_wait_step(waiting[0])
+                    if waiting is not None:
+                        seen = event.updates.get(waiting.step.tag)
+                        if seen is not None and seen.good:
+                            waiting.last_seen = text_of(seen.value)
+                        if wait_due or seen is not None:
+                            # A wait step completes by itself once the PLC meets its
+                            # condition: checked when it becomes current and whenever its
+                            # tag changes.
+                            wait_due = False
+                            if await self.complete_wait_step(waiting.batch_id):
+                                continue
+                        if not waiting.timed_out and self.clock.now() >= waiting.deadline:
+                            waiting.timed_out = True
+                            await self._wait_timed_out(waiting)
                 elif isinstance(event, ConnectionStateChanged):
                     if event.state is ConnectionState.LOST and context is not None:
                         if await self._connection_lost(context, event.reason):
@@ -240,17 +264,76 @@ class RunSupervision(StepExecution):
         to its range at the start of a run is not an excursion)."""
         return self._armed_now
 
-    def _load_wait(self) -> tuple[str, str] | None:
-        """The running batch whose current step is a wait step, and the tag it waits on."""
+    def _load_wait(self) -> _Waiting | None:
+        """The running batch whose current step is a wait step: the tag it waits on, and when
+        its time runs out (``timeout_s`` after the step became current)."""
         with read_only(self.engine) as conn:
             row = self._active_row(conn)
-        if row is None:
-            return None
-        info = batch_info(row)
-        if info.status is not BatchStatus.RUNNING or info.current_step >= info.step_count:
-            return None
-        step = self.recipe_of(info).steps[info.current_step]
-        return (info.batch_id, step.tag) if isinstance(step, WaitStep) else None
+            if row is None:
+                return None
+            info = batch_info(row)
+            if info.status is not BatchStatus.RUNNING or info.current_step >= info.step_count:
+                return None
+            step = self.recipe_of(info).steps[info.current_step]
+            if not isinstance(step, WaitStep):
+                return None
+            since = conn.execute(
+                select(func.max(batch_step.c.completed_at)).where(
+                    batch_step.c.batch_id == info.batch_id,
+                    batch_step.c.step_index < info.current_step,
+                )
+            ).scalar()
+            timed_out = conn.execute(
+                select(deviation.c.deviation_id).where(
+                    deviation.c.batch_id == info.batch_id,
+                    deviation.c.step_index == info.current_step,
+                    deviation.c.kind == DeviationKind.PLC_MISMATCH.value,
+                    deviation.c.parameter == step.tag,
+                )
+            ).first()
+        began = from_utc_text(str(since)) if since else info.started_at
+        return _Waiting(
+            info.batch_id,
+            info.current_step,
+            step,
+            began + timedelta(seconds=step.timeout_s),
+            timed_out is not None,
+        )
+
+    async def _wait_timed_out(self, waiting: _Waiting) -> None:
+        """The PLC did not meet a wait step's condition within its ``timeout_s``: a deviation
+        (the step stays current and still completes by itself once the condition is met and
+        the deviation has its reason)."""
+        step = waiting.step
+        if waiting.last_seen is None:  # its tag did not change since the step became current
+            with contextlib.suppress(BatchError):
+                waiting.last_seen = text_of((await self.link.read(step.tag)).value)
+        target = text_of(step.target_for_plc())
+        wanted = (
+            target if step.condition == "equals" else f"{step.condition.replace('_', ' ')} {target}"
+        )
+        with self.audit.transaction() as conn:
+            row = self._batch_row(conn, waiting.batch_id)
+            if row["status"] != BatchStatus.RUNNING.value or int(row["current_step"]) != (
+                waiting.step_index
+            ):
+                return
+            deviation_id = self._open_deviation(
+                conn,
+                SYSTEM,
+                waiting.batch_id,
+                waiting.step_index,
+                step.id,
+                DeviationSpec(
+                    DeviationKind.PLC_MISMATCH,
+                    f"'{step.title}': {step.tag} was not {wanted} within {step.timeout_s} s",
+                    parameter=step.tag,
+                    expected=f"{wanted} within {step.timeout_s} s",
+                    actual=waiting.last_seen,
+                ),
+            )
+        self._changed()
+        self._notify_deviation(deviation_id)
 
     def _load_context(self) -> _RunContext | None:
         with read_only(self.engine) as conn:

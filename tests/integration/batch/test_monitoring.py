@@ -11,6 +11,7 @@ from hmi.auth.services import AuthServices
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import PlcCommandFailed
 from hmi.batch.model import BatchStatus, DeviationKind, DeviationStatus
+from hmi.clock import ManualClock
 from hmi.plc.errors import PlcNotConnected
 from hmi.recipe.service import RecipeService
 from hmi.site import Site
@@ -151,4 +152,40 @@ async def test_a_wait_step_completes_by_itself_once_the_plc_meets_its_condition(
     [seen] = [v for v in engine.values(BATCH) if v.step_id == "lid-interlock"]
     assert (seen.name, seen.value, seen.source) == ("lid_closed", "true", "plc")
     assert len(audit_actions(site, "batch.step.refused")) == refusals  # nothing tried in vain
+    assert verify_chain(site).ok
+
+
+async def test_a_wait_step_whose_time_runs_out_is_a_deviation_then_still_completes(
+    engine: BatchEngine, driver: Driver, gateway: Any, site: Site, clock: ManualClock
+) -> None:
+    """'Lid interlock made' not met within its 300 s: a deviation with what the PLC showed;
+    once the lid is closed and the reason given, the step completes by itself."""
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="charge-mgst")
+    await gateway.call("close_lid")
+    await gateway.call("open_lid")  # the lid is open at the PLC
+    with monitoring(engine):
+        await engine.complete_step(driver.operator(), BATCH, "close-lid", {"confirmed": True})
+        clock.advance(301)
+        late = await eventually(
+            lambda: [d for d in engine.deviations(BATCH) if d.step_id == "lid-interlock"],
+            timeout=15,
+            what="the time-out deviation",
+        )
+        [timeout] = late
+        assert timeout.kind is DeviationKind.PLC_MISMATCH and timeout.parameter == "lid_closed"
+        assert timeout.expected == "true within 300 s" and timeout.actual == "false"
+        assert "lid_closed was not true within 300 s" in timeout.description
+        await gateway.call("close_lid")
+        # the open deviation blocks: the step does not complete before its reason
+        assert engine.current_step(BATCH).step_id == "lid-interlock"  # type: ignore[union-attr]
+        engine.give_reason(
+            driver.operator(), timeout.deviation_id, "EQUIPMENT", "latch sensor was dirty, cleaned"
+        )
+        await eventually(
+            lambda: engine.current_step(BATCH).step_id == "set-blend",  # type: ignore[union-attr]
+            timeout=15,
+            what="the wait step completed by itself",
+        )
+    assert len([d for d in engine.deviations(BATCH) if d.step_id == "lid-interlock"]) == 1
     assert verify_chain(site).ok
