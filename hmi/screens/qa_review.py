@@ -69,14 +69,14 @@ class QaReviewScreen(HmiScreen):
             "print_record",
             "PDF",
             id="print-record",
-            tooltip="Print the selected batch record to PDF, from its electronic bundle",
+            tooltip="Print the selected batch record to PDF (from its bundle)",
         ),
         Binding(
             "f8",
             "export_copy",
             "Copy",
             id="export-copy",
-            tooltip="Write the electronic true copy (bundle) of the selected batch record",
+            tooltip="Write the electronic true copy of the selected batch record",
         ),
         Binding(
             "f9",
@@ -90,7 +90,7 @@ class QaReviewScreen(HmiScreen):
             "toggle_finished",
             "All batches",
             id="toggle-finished",
-            tooltip="Show every finished batch (released and rejected too), or only those open",
+            tooltip="List every finished batch, or only those waiting for QA",
         ),
     ]
 
