@@ -366,12 +366,39 @@ class StepExecution(PendingCommands):
             )
         except (BatchError, ValueError):
             return False  # not readable now: the operator sees why on the step
+        if not met and await self._reset_for(info, step, current):
+            return False  # Reset sent: the step completes once the PLC reports Idle
         if not met or await self.equipment_mode() == "service":
             return False
         try:
             await self._complete_step(SYSTEM, batch_id, step.id, {}, (), person=False)
         except BatchError:
             return False  # completed by the operator meanwhile, or the PLC changed again
+        return True
+
+    async def _reset_for(self, info: BatchInfo, step: WaitStep, state: object) -> bool:
+        """A wait for the blender to be Idle while it is Stopped or Complete: the engine brings
+        it there with Reset (which prepares the unit and moves nothing), as a recorded command
+        of the system, once per step. False when there is nothing to do."""
+        if (step.tag, step.condition, step.value) != ("state", "equals", "Idle") or state not in (
+            "Stopped",
+            "Complete",
+        ):
+            return False
+        with read_only(self.engine) as conn:
+            sent = conn.execute(
+                select(plc_command.c.id).where(
+                    plc_command.c.batch_id == info.batch_id,
+                    plc_command.c.step_index == info.current_step,
+                    plc_command.c.command == "reset",
+                )
+            ).first()
+        if sent is not None or await self.equipment_mode() == "service":
+            return False
+        try:
+            await self.link.command(SYSTEM, info.batch_id, info.current_step, "reset")
+        except BatchError:
+            return False  # refused or not reachable: recorded; the step keeps waiting
         return True
 
     async def _complete_step(

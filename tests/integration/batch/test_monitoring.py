@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from hmi.alarms.service import AlarmService
+from hmi.auth.roles import Meaning
 from hmi.auth.services import AuthServices
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import PlcCommandFailed
@@ -16,11 +17,13 @@ from hmi.plc.errors import PlcNotConnected
 from hmi.recipe.service import RecipeService
 from hmi.site import Site
 from tests.integration.batch.support import (
+    REPO_ROOT,
     Driver,
     audit_actions,
     build_engine,
     eventually,
     monitoring,
+    record_training,
     retry,
     set_model,
     verify_chain,
@@ -188,4 +191,48 @@ async def test_a_wait_step_whose_time_runs_out_is_a_deviation_then_still_complet
             what="the wait step completed by itself",
         )
     assert len([d for d in engine.deviations(BATCH) if d.step_id == "lid-interlock"]) == 1
+    assert verify_chain(site).ok
+
+
+async def test_the_engine_resets_a_stopped_blender_for_a_step_that_waits_for_idle(
+    site: Site,
+    engine: BatchEngine,
+    driver: Driver,
+    recipes: RecipeService,
+    auth: AuthServices,
+    gateway: Any,
+) -> None:
+    """IBU200-PB waits for "Blender idle"; the simulator powers up Stopped. The engine sends
+    Reset (a recorded command of the system, once) and the step completes by itself at Idle."""
+    people = driver.people
+    importer = people.login("sup1")
+    recipes.import_file(importer, REPO_ROOT / "recipes" / "ibuprofen-pre-blend.toml")
+    qa = people["qa1"]
+    session = people.login(qa)
+    recipes.approve(
+        session, "IBU200-PB", 1, password=qa.password, user_id=qa.user_id,
+        totp=people.code(qa), accept_statement=True,
+    )  # fmt: skip
+    record_training(auth, session, "op1", "IBU200-PB")
+    assert str((await gateway.read("state")).value) == "Stopped"
+    operator = driver.operator()
+    engine.start_batch(operator, "IBU200-PB", 1, BATCH)
+    data = {"confirmed": True}
+    ref = engine.step_record(BATCH, "line-clearance", data)
+    performed = people.sign(operator, ref, Meaning.PERFORMED)
+    verified = people.cosign(operator, performed, "sup1", Meaning.VERIFIED)
+    with monitoring(engine):
+        await engine.complete_step(
+            operator, BATCH, "line-clearance", data, signatures=[performed, verified]
+        )
+        await eventually(
+            lambda: engine.current_step(BATCH).step_id == "charge-mcc",  # type: ignore[union-attr]
+            timeout=15,
+            what="the blender reset and the wait step completed",
+        )
+    [reset] = [c for c in engine.record(BATCH).plc_commands if c.command == "reset"]
+    assert (reset.intent_by, reset.result, reset.step_index) == ("system", "ok", 1)
+    assert str((await gateway.read("state")).value) == "Idle"
+    [step] = [s for s in engine.record(BATCH).steps if s.step_id == "bin-ready"]
+    assert step.performed_by == "system"
     assert verify_chain(site).ok
