@@ -279,6 +279,7 @@ class StepExecution(PendingCommands):
             raise PlcCommandFailed(
                 f"the blender is in state {state}; it must be Idle to start the blend"
             )
+        await self._end_on_time(actor, info, index, step)
         # The setpoints the blend will run on, read right before Start: a value changed at
         # the PLC since the batch set it (a panel edit, a PLC restart) never runs unseen.
         differ = await self._setpoints_differ(info, recipe, step, "before the start")
@@ -815,6 +816,16 @@ class StepExecution(PendingCommands):
                 .limit(1)
             ).scalar()
         return parameter.setpoint if last is None else Decimal(str(last))
+
+    async def _end_on_time(self, actor: Actor, info: BatchInfo, index: int, step: RunStep) -> None:
+        """A time-based run ends on the blend time only if the PLC's revolutions setpoint is 0
+        (docs/plc-interface.md): a count left by an earlier batch would end this one early, so
+        it is set to 0 first, as a recorded write."""
+        if step.duration is None:
+            return
+        left = decimal_of((await self.link.read("revolutions_setpoint")).value, "revolutions")
+        if left != 0:
+            await self.link.write(actor, info.batch_id, index, "revolutions_setpoint", Decimal(0))
 
     async def _setpoints_differ(
         self, info: BatchInfo, recipe: Recipe, step: RunStep, when: str

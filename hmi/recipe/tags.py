@@ -31,6 +31,7 @@ _TAG_LIST = (
     TagSpec("speed", "number", "rpm", False, "measured rotation speed"),
     TagSpec("blend_time_setpoint", "number", "s", True, "blend duration setpoint"),
     TagSpec("elapsed_time", "number", "s", False, "time blended in the current run"),
+    TagSpec("revolutions_setpoint", "number", "count", True, "revolutions to blend (0: time)"),
     TagSpec("revolutions", "number", "count", False, "revolutions in the current run"),
     TagSpec("motor_current", "number", "A", False, "drive motor current"),
     TagSpec("product_temperature", "number", "°C", False, "product temperature in the bin"),

@@ -210,13 +210,13 @@ async def test_the_engine_resets_a_stopped_blender_for_a_step_that_waits_for_idl
     qa = people["qa1"]
     session = people.login(qa)
     recipes.approve(
-        session, "IBU200-PB", 1, password=qa.password, user_id=qa.user_id,
+        session, "IBU200-PB", 2, password=qa.password, user_id=qa.user_id,
         totp=people.code(qa), accept_statement=True,
     )  # fmt: skip
     record_training(auth, session, "op1", "IBU200-PB")
     assert str((await gateway.read("state")).value) == "Stopped"
     operator = driver.operator()
-    engine.start_batch(operator, "IBU200-PB", 1, BATCH)
+    engine.start_batch(operator, "IBU200-PB", 2, BATCH)
     data = {"confirmed": True}
     ref = engine.step_record(BATCH, "line-clearance", data)
     performed = people.sign(operator, ref, Meaning.PERFORMED)

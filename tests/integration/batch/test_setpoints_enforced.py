@@ -88,3 +88,23 @@ async def test_a_parameter_changed_during_the_batch_is_the_one_written_and_check
     assert written.value == "13.0"
     await engine.start_step(driver.operator(), BATCH, "blend")
     assert not [d for d in engine.deviations(BATCH) if d.kind is DeviationKind.PLC_MISMATCH]
+
+
+async def test_a_time_based_blend_is_never_ended_by_a_count_left_at_the_plc(
+    engine: BatchEngine, driver: Driver, sim: Any, gateway: Any
+) -> None:
+    """A revolution-based batch left 200 in the PLC's revolutions setpoint: before this 15-min
+    blend starts the engine writes 0 there (recorded), so the blend runs its time."""
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="set-blend")
+    await set_model(sim, revolutions_setpoint=200)
+    await driver.run(BATCH, stop_after="blend")
+    writes = [
+        c for c in engine.record(BATCH).plc_commands
+        if c.command == "write" and c.arguments.get("tag") == "revolutions_setpoint"
+    ]  # fmt: skip
+    assert len(writes) == 1 and writes[0].result == "ok"
+    assert int((await gateway.read("revolutions_setpoint")).value) == 0
+    [elapsed] = [v for v in engine.values(BATCH) if v.name == "elapsed_time"]
+    assert elapsed.in_limits and float(elapsed.value) >= 900
+    assert not [d for d in engine.deviations(BATCH) if d.step_id == "blend"]

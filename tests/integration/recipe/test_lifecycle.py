@@ -300,7 +300,7 @@ def test_list_show_and_diff(
     recipes.import_file(session, recipe_dir / "ibuprofen-pre-blend.toml")
     listed = [(v.recipe_id, v.version, v.status.value) for v in recipes.list_versions()]
     assert listed == [
-        ("IBU200-PB", 1, "draft"),
+        ("IBU200-PB", 2, "draft"),
         ("PARA500-FB", 3, "draft"),
         ("PARA500-FB", 4, "draft"),
     ]

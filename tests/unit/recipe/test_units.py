@@ -36,4 +36,5 @@ def test_every_numeric_tag_has_a_known_unit() -> None:
     assert {t.name for t in PLC_TAGS.values() if t.writable} == {
         "speed_setpoint",
         "blend_time_setpoint",
+        "revolutions_setpoint",
     }
