@@ -608,6 +608,17 @@ class StepExecution(PendingCommands):
             if data.get("confirmed") is not True:
                 raise StepDataInvalid(f"confirm '{step.title}' to complete it")
             values.append(NewValue("confirmed", "true", "entered"))
+            signal = step.plc_signal
+            if signal is not None:
+                seen = (await self.link.read(signal.tag)).value
+                if seen is not signal.value:
+                    raise StepNotReady(
+                        f"'{step.title}' cannot be confirmed: the PLC reports {signal.tag}"
+                        f" {text_of(seen)}, the statement needs {text_of(signal.value)}. Put it"
+                        " right first, or ask a supervisor to override the step (a co-signed"
+                        " deviation)"
+                    )
+                values.append(NewValue(signal.tag, text_of(seen), "plc"))
         elif isinstance(step, ChargeStep):
             lot = str(data.get("lot") or "").strip()
             if step.lot_required and not lot:

@@ -419,14 +419,43 @@ class _Step(_Model):
     instructions: LongText = ""
 
 
+class PlcSignal(_Model):
+    """A true/false PLC signal that must agree with what a check step states (the lid closed,
+    the discharge valve closed, the e-stop released)."""
+
+    tag: TagName
+    value: bool
+
+
 class CheckStep(_Step):
-    """The operator confirms ``text``; optionally a second person in ``verified_by_role`` too."""
+    """The operator confirms ``text``; optionally a second person in ``verified_by_role`` too.
+
+    With ``plc_signal`` the statement can only be confirmed while the PLC agrees with it."""
 
     kind: Literal["check"]
     text: Annotated[
         str, Field(min_length=1, max_length=4000, pattern=r"\S"), AfterValidator(_lines)
     ]
     verified_by_role: VerifyingRole | None = None
+    #: Added after recipes were first approved: left out of the canonical data when unset, so
+    #: the hash of every recipe approved before it stays what was signed.
+    plc_signal: PlcSignal | None = Field(default=None, exclude_if=lambda value: value is None)
+
+    @model_validator(mode="after")
+    def _true_false_signal(self) -> CheckStep:
+        signal = self.plc_signal
+        if signal is not None and PLC_TAGS[signal.tag].kind != "bool":
+            spec = PLC_TAGS[signal.tag]
+            _raise_issues(
+                [
+                    RuleIssue(
+                        "plc_signal.tag",
+                        f"tag {signal.tag!r} is {_kind_text(spec)}; a check's PLC signal is a"
+                        " true/false tag (e.g. lid_closed)",
+                    )
+                ]
+            )
+        return self
 
 
 class ChargeStep(_Step):

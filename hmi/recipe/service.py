@@ -196,7 +196,7 @@ class FileStatus:
 
 
 def entity_id(recipe_id: str, version: int) -> str:
-    """How audit events and signatures name a recipe version: ``PARA500-FB/3``."""
+    """How audit events and signatures name a recipe version: ``PARA500-FB/4``."""
     return f"{recipe_id}/{version}"
 
 

@@ -51,7 +51,7 @@ async def test_admin_sees_no_batch_screens_and_the_engine_refuses(kiosk: Kiosk) 
         batches = app.ctx.batches
         assert batches is not None
         with pytest.raises(PermissionDenied):
-            batches.start_batch(session, "PARA500-FB", 3, "B-UI-0009")
+            batches.start_batch(session, "PARA500-FB", 4, "B-UI-0009")
         with pytest.raises(PermissionDenied):
             await batches.start_step(session, "B-UI-0009", "line-clearance")
     assert batches.list_batches() == []

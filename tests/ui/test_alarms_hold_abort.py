@@ -78,7 +78,7 @@ async def test_hold_by_operator_abort_by_supervisor(
     assert batches is not None
     async with app.run_test(size=(120, 40)) as pilot:
         await login(pilot, "operator", kiosk.users["operator"].password)
-        batches.start_batch(kiosk.auth.sessions.current, "PARA500-FB", 3, "B-UI-0002")
+        batches.start_batch(kiosk.auth.sessions.current, "PARA500-FB", 4, "B-UI-0002")
         await open_screen(pilot, "3")
         assert isinstance(app.screen, BatchRunScreen)
         assert app.screen.check_action("abort", ()) is False  # operators do not abort

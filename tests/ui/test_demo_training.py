@@ -23,7 +23,7 @@ def test_demo_training_is_recorded_by_qa_through_the_service(kiosk: Kiosk) -> No
         recipe_ids = {
             r[0] for r in conn.execute(select(user_training.c.recipe_id).distinct()).all()
         }
-        assert is_trained(conn, "operator", "PARA500-FB", 3)
+        assert is_trained(conn, "operator", "PARA500-FB", 4)
     assert trainees and recipe_ids
     assert {e.entity_id for e in events} == trainees
     assert len(events) == len(rows) == len(trainees) * len(recipe_ids)

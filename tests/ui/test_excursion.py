@@ -56,7 +56,7 @@ async def through_line_clearance(kiosk: Kiosk, app: Any) -> None:
     """Start the batch and complete step 1 through the engine."""
     batches = app.ctx.batches
     session = kiosk.auth.sessions.current
-    batches.start_batch(session, "PARA500-FB", 3, BATCH)
+    batches.start_batch(session, "PARA500-FB", 4, BATCH)
     data: dict[str, Any] = {"confirmed": True}
     signed = signer(kiosk, app)
     await batches.complete_step(

@@ -16,9 +16,9 @@ def test_supervisor_records_training_for_all_versions_or_one(world: World) -> No
     sam = world.login("sam")
     world.trail.mark()
     training = world.auth.training
-    assert not training.is_trained("olga", "PARA500-FB", 3)
+    assert not training.is_trained("olga", "PARA500-FB", 4)
     training.record(sam, "olga", "PARA500-FB", evidence="SOP-BL-012 classroom, 2026-02-20")
-    assert training.is_trained("olga", "PARA500-FB", 3)
+    assert training.is_trained("olga", "PARA500-FB", 4)
     assert training.is_trained("olga", "PARA500-FB", 4)
     assert not training.is_trained("olga", "IBU200-PB", 1)
     training.record(sam, "olga", "IBU200-PB", version=1, evidence="on-the-job, batch IBU-0007")
@@ -40,7 +40,7 @@ def test_withdrawn_training_closes_the_gate(world: World) -> None:
     training.record(
         quinn, "olga", "PARA500-FB", evidence="retraining due after deviation", withdraw=True
     )
-    assert not training.is_trained("olga", "PARA500-FB", 3)
+    assert not training.is_trained("olga", "PARA500-FB", 4)
     world.trail.expect("training.withdrawn")
     assert [r.status for r in training.history("olga")] == ["trained", "withdrawn"]
 
@@ -63,4 +63,4 @@ def test_refusals_are_recorded(world: World) -> None:
         world.auth.training.record(sam, "nobody", "PARA500-FB", evidence="SOP-BL-012")
     with pytest.raises(InvalidUserInput, match="say what the training was"):
         world.auth.training.record(sam, "olga", "PARA500-FB", evidence="ok")
-    assert not world.auth.training.is_trained("olga", "PARA500-FB", 3)
+    assert not world.auth.training.is_trained("olga", "PARA500-FB", 4)

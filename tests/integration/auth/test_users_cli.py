@@ -536,7 +536,7 @@ def test_train_records_training_as_supervisor(cli: Cli, capsys: pytest.CaptureFi
     site = open_site(cli.data, clock=cli.clock)
     try:
         auth = build_auth_services(site.settings, site.engine, site.audit, cli.clock)
-        assert auth.training.is_trained("otto", "PARA500-FB", 3)
+        assert auth.training.is_trained("otto", "PARA500-FB", 4)
         recorded = [e for e in _all_events(site) if e["action"] == "training.recorded"]
         assert len(recorded) == 1 and recorded[0]["actor_id"] == "sam"
     finally:

@@ -39,7 +39,7 @@ from hmi.site import Site
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RECIPE_FILE = REPO_ROOT / "recipes" / "paracetamol-final-blend.toml"
 RECIPE_ID = "PARA500-FB"
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 CHEAP_ARGON2 = Argon2Parameters(time_cost=1, memory_kib=1024, parallelism=1)
 IDENTITY = IdentityVerification("HR desk", "ID card checked against the HR file")
 TIME_SCALE = 300.0

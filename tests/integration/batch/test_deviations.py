@@ -17,6 +17,7 @@ from hmi.batch.errors import (
     DeviationOpen,
     InvalidReason,
     SignatureProblem,
+    StepNotReady,
     StepOutOfOrder,
 )
 from hmi.batch.model import BatchStatus, DeviationKind, DeviationStatus, StepStatus
@@ -270,3 +271,26 @@ async def test_a_result_out_of_specification_blocks_the_next_step_until_co_signe
     await engine.complete_step(session, BATCH, "discharge", {"container_id": "IBC-0042"})
     assert engine.current_step(BATCH).step_id == "sign-performed"  # type: ignore[union-attr]
     assert verify_chain(site).ok
+
+
+async def test_a_check_the_plc_contradicts_cannot_be_confirmed(
+    engine: BatchEngine, driver: Driver, gateway: Any, site: Site
+) -> None:
+    """'Close and latch the lid' declares the PLC's lid_closed: confirmed with the lid open at
+    the PLC it is refused, recorded, and names the signal; with the lid closed it completes and
+    the record holds the PLC's value next to the confirmation."""
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="charge-mgst")
+    await gateway.call("open_lid")
+    session = driver.operator()
+    with pytest.raises(StepNotReady, match="the PLC reports lid_closed false") as refused:
+        await engine.complete_step(session, BATCH, "close-lid", {"confirmed": True})
+    assert "override" in str(refused.value)
+    assert audit_actions(site, "batch.step.refused")[-1][2] == str(refused.value)
+    assert engine.current_step(BATCH).step_id == "close-lid"  # type: ignore[union-attr]
+    await gateway.call("close_lid")
+    await engine.complete_step(session, BATCH, "close-lid", {"confirmed": True})
+    recorded = {
+        (v.name, v.value, v.source) for v in engine.values(BATCH) if v.step_id == "close-lid"
+    }
+    assert recorded == {("confirmed", "true", "entered"), ("lid_closed", "true", "plc")}

@@ -62,7 +62,7 @@ async def test_full_batch_released_without_deviation(
     capsys.readouterr()
     assert main(["batch", "list", "--data", str(site.data_dir)]) == 0
     listing = capsys.readouterr().out
-    assert "B-2026-0001" in listing and "released" in listing and "PARA500-FB v3" in listing
+    assert "B-2026-0001" in listing and "released" in listing and "PARA500-FB v4" in listing
     assert main(["batch", "show", "b-2026-0001", "--data", str(site.data_dir)]) == 0
     shown = capsys.readouterr().out
     assert "Batch B-2026-0001 - Paracetamol 500 mg final blend" in shown

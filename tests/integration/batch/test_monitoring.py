@@ -140,11 +140,9 @@ async def test_a_wait_step_completes_by_itself_once_the_plc_meets_its_condition(
     driver.start(BATCH)
     await driver.run(BATCH, stop_after="charge-mgst")
     refusals = len(audit_actions(site, "batch.step.refused"))
+    await gateway.call("close_lid")
     with monitoring(engine):
         await engine.complete_step(driver.operator(), BATCH, "close-lid", {"confirmed": True})
-        # The lid is still open at the PLC: the wait step is current and stays so.
-        assert engine.current_step(BATCH).step_id == "lid-interlock"  # type: ignore[union-attr]
-        await gateway.call("close_lid")
         await eventually(
             lambda: engine.current_step(BATCH).step_id == "set-blend",  # type: ignore[union-attr]
             timeout=15,
@@ -164,11 +162,9 @@ async def test_a_wait_step_whose_time_runs_out_is_a_deviation_then_still_complet
     """'Lid interlock made' not met within its 300 s: a deviation with what the PLC showed;
     once the lid is closed and the reason given, the step completes by itself."""
     driver.start(BATCH)
-    await driver.run(BATCH, stop_after="charge-mgst")
-    await gateway.call("close_lid")
-    await gateway.call("open_lid")  # the lid is open at the PLC
+    await driver.run(BATCH, stop_after="close-lid")
+    await gateway.call("open_lid")  # opened again right after it was confirmed closed
     with monitoring(engine):
-        await engine.complete_step(driver.operator(), BATCH, "close-lid", {"confirmed": True})
         clock.advance(301)
         late = await eventually(
             lambda: [d for d in engine.deviations(BATCH) if d.step_id == "lid-interlock"],

@@ -50,7 +50,7 @@ def _aborted_batch(data: Path) -> dict[str, DemoUser]:
         engine = build_engine(site)
         sessions = engine.sessions
         operator = sessions.login("operator", users["operator"].password, None)
-        engine.start_batch(operator, "PARA500-FB", 3, BATCH)
+        engine.start_batch(operator, "PARA500-FB", 4, BATCH)
         sessions.logout(operator)
         secret = users["supervisor"].totp_secret
         assert secret is not None

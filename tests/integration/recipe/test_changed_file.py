@@ -19,7 +19,7 @@ def import_and_approve(recipes: RecipeService, people: People, path: Path) -> No
     recipes.approve(
         session,
         "PARA500-FB",
-        3,
+        4,
         password=people.qa.password,
         user_id="qa1",
         totp=people.code(people.qa),
@@ -44,11 +44,11 @@ def test_edited_file_is_changed_not_approved_and_changes_nothing_that_runs(
     assert status.state is FileState.CHANGED
     assert status.label == "changed, not approved"
     assert (status.recipe_id, status.version, status.stored_status) == (
-        "PARA500-FB", 3, RecipeStatus.EFFECTIVE
+        "PARA500-FB", 4, RecipeStatus.EFFECTIVE
     )  # fmt: skip
     assert status.stored_sha256 == approved_sha != status.file_sha256
 
-    runnable = recipes.runnable("PARA500-FB", 3)
+    runnable = recipes.runnable("PARA500-FB", 4)
     assert runnable.recipe.parameter("blend_speed").setpoint == 12
     assert runnable.info.sha256 == approved_sha
     assert "setpoint = 12" in runnable.content
@@ -75,15 +75,15 @@ def test_not_imported_and_invalid_files(
 ) -> None:
     path = recipe_dir / FINAL_BLEND
     import_and_approve(recipes, people, path)
-    newer = recipe_dir / "v4.toml"
+    newer = recipe_dir / "v5.toml"
     newer.write_text(
-        path.read_text(encoding="utf-8").replace("version = 3", "version = 4"), encoding="utf-8"
+        path.read_text(encoding="utf-8").replace("version = 4", "version = 5"), encoding="utf-8"
     )
     status = recipes.file_status(newer)
     assert (status.state, status.version, status.effective_version) == (
         FileState.NOT_IMPORTED,
+        5,
         4,
-        3,
     )
     broken = recipe_dir / "broken.toml"
     broken.write_text(path.read_text(encoding="utf-8").replace("format = 1", "format = 7"))

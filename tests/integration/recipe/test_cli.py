@@ -79,7 +79,7 @@ def test_import_approve_list_show_diff_retire(
     recipe_dir: Path,
 ) -> None:
     import_final_blend(site, monkeypatch, people, recipe_dir)
-    assert "imported PARA500-FB v3 as a draft" in capsys.readouterr().out
+    assert "imported PARA500-FB v4 as a draft" in capsys.readouterr().out
     assert version_rows(site)[0]["imported_by"] == "sup1"
 
     qa = people.qa
@@ -87,9 +87,9 @@ def test_import_approve_list_show_diff_retire(
     assert qa.totp_secret is not None
     signing_code = code_for_step(qa.totp_secret, step_at(clock.now()) + 1)
     stdin = f"{login}I agree\nqa1\n{qa.password}\n{signing_code}\n"
-    assert run(site, monkeypatch, "approve", "PARA500-FB", "3", stdin=stdin) == 0
+    assert run(site, monkeypatch, "approve", "PARA500-FB", "4", stdin=stdin) == 0
     out = capsys.readouterr().out
-    assert "PARA500-FB v3 is now effective." in out
+    assert "PARA500-FB v4 is now effective." in out
     assert "Quinn Quality (qa1) - Approved" in out
     assert version_rows(site)[0]["status"] == "effective"
 
@@ -106,15 +106,15 @@ def test_import_approve_list_show_diff_retire(
     assert run(site, monkeypatch, "show", "PARA500-FB") == 0
     out = capsys.readouterr().out
     assert "status" in out and "effective" in out and "blend_speed: 12 rpm (10..14) CRITICAL" in out
-    assert run(site, monkeypatch, "show", "PARA500-FB", "3", "--text") == 0
+    assert run(site, monkeypatch, "show", "PARA500-FB", "4", "--text") == 0
     assert "setpoint = 12" in capsys.readouterr().out  # the stored copy, not the edited file
 
-    assert run(site, monkeypatch, "diff", "PARA500-FB", "3", "3") == 0
+    assert run(site, monkeypatch, "diff", "PARA500-FB", "4", "4") == 0
     assert "identical texts" in capsys.readouterr().out
 
     clock.advance(30)  # past the step of the signing code
     stdin = login_lines(people, qa)
-    assert run(site, monkeypatch, "retire", "PARA500-FB", "3", "--reason", "superseded by MBR-7",
+    assert run(site, monkeypatch, "retire", "PARA500-FB", "4", "--reason", "superseded by MBR-7",
                stdin=stdin) == 0  # fmt: skip
     assert "is retired" in capsys.readouterr().out
     assert [e["action"] for e in events(site)] == [

@@ -43,7 +43,7 @@ def test_database_refuses_changes_to_the_controlled_copy(
 
 @pytest.mark.usefixtures("stored")
 def test_only_one_effective_version_per_recipe(site: Site, recipes: RecipeService) -> None:
-    second = recipes.get("PARA500-FB", 3)
+    second = recipes.get("PARA500-FB", 4)
     outside = outside_engine(site)  # another program holding the file: only triggers
     with outside.begin() as conn:
         conn.execute(text("UPDATE recipe_version SET status = 'effective'"))
@@ -71,7 +71,7 @@ def test_row_altered_behind_the_database_is_never_used(
     finally:
         attacker.close()
     with pytest.raises(RecipeIntegrityError, match="does not match its recorded SHA-256"):
-        recipes.get("PARA500-FB", 3)
+        recipes.get("PARA500-FB", 4)
 
 
 def test_consistently_rewritten_row_fails_its_approval_signature(
@@ -84,11 +84,11 @@ def test_consistently_rewritten_row_fails_its_approval_signature(
     recipes.import_file(people.login(people.supervisor), recipe_dir / FINAL_BLEND)
     session = people.login(people.qa)
     recipes.approve(
-        session, "PARA500-FB", 3, password=people.qa.password, user_id="qa1",
+        session, "PARA500-FB", 4, password=people.qa.password, user_id="qa1",
         totp=people.code(people.qa), accept_statement=True,
     )  # fmt: skip
     forged = load_recipe_text(
-        recipes.get("PARA500-FB", 3).content.replace("setpoint = 12", "setpoint = 13"), "forged"
+        recipes.get("PARA500-FB", 4).content.replace("setpoint = 12", "setpoint = 13"), "forged"
     )
     attacker = sqlite3.connect(site.data_dir / "hmi.db", isolation_level=None)
     try:
@@ -100,8 +100,8 @@ def test_consistently_rewritten_row_fails_its_approval_signature(
         )
     finally:
         attacker.close()
-    assert recipes.get("PARA500-FB", 3).recipe.parameter("blend_speed").setpoint == 13
+    assert recipes.get("PARA500-FB", 4).recipe.parameter("blend_speed").setpoint == 13
     with pytest.raises(RecipeIntegrityError, match="no valid approval signature"):
-        recipes.runnable("PARA500-FB", 3)
+        recipes.runnable("PARA500-FB", 4)
     with pytest.raises(RecipeIntegrityError, match="no valid approval signature"):
         recipes.effective("PARA500-FB")

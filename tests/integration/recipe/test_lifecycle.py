@@ -34,7 +34,7 @@ def new_version(recipe_dir: Path, version: int, setpoint: int = 12) -> Path:
     text = (recipe_dir / FINAL_BLEND).read_text(encoding="utf-8")
     path = recipe_dir / f"final-blend-v{version}.toml"
     path.write_text(
-        text.replace("version = 3", f"version = {version}").replace(
+        text.replace("version = 4", f"version = {version}").replace(
             "setpoint = 12", f"setpoint = {setpoint}"
         ),
         encoding="utf-8",
@@ -42,7 +42,7 @@ def new_version(recipe_dir: Path, version: int, setpoint: int = 12) -> Path:
     return path
 
 
-def approve(recipes: RecipeService, people: People, version: int = 3, who: str = "qa") -> object:
+def approve(recipes: RecipeService, people: People, version: int = 4, who: str = "qa") -> object:
     person = getattr(people, who)
     session = people.login(person)
     return recipes.approve(
@@ -65,20 +65,20 @@ def test_import_stores_a_draft_with_its_text_and_hashes(
     assert result.info.status is RecipeStatus.DRAFT
     [row] = version_rows(site)
     assert row["content"] == path.read_text(encoding="utf-8")
-    assert (row["recipe_id"], row["version"], row["imported_by"]) == ("PARA500-FB", 3, "sup1")
+    assert (row["recipe_id"], row["version"], row["imported_by"]) == ("PARA500-FB", 4, "sup1")
     assert row["sha256"] == result.info.sha256 and len(row["sha256"]) == 64
     [event] = events(site)
     assert (event["action"], event["actor_id"], event["actor_role"]) == (
         "recipe.imported", "sup1", "supervisor"
     )  # fmt: skip
-    assert (event["entity_type"], event["entity_id"]) == ("recipe_version", "PARA500-FB/3")
+    assert (event["entity_type"], event["entity_id"]) == ("recipe_version", "PARA500-FB/4")
     assert (event["field"], event["new_value"]) == ("status", "draft")
     assert event["details"]["sha256"] == row["sha256"]
     assert event["details"]["content_sha256"] == row["content_sha256"]
     with pytest.raises(RecipeStateError, match="no effective"):
         recipes.effective("PARA500-FB")
     with pytest.raises(RecipeStateError, match="only the effective"):
-        recipes.runnable("PARA500-FB", 3)
+        recipes.runnable("PARA500-FB", 4)
     assert_chain_intact(site)
 
 
@@ -164,13 +164,13 @@ def test_qa_approval_signs_the_version_and_makes_it_effective(
     assert result.info.status is RecipeStatus.EFFECTIVE  # type: ignore[attr-defined]
     signature = result.signature  # type: ignore[attr-defined]
     assert (signature.signer_id, signature.meaning.value) == ("qa1", "approved")
-    assert signature.record == RecordRef("recipe_version", "PARA500-FB/3", imported.info.sha256)
+    assert signature.record == RecordRef("recipe_version", "PARA500-FB/4", imported.info.sha256)
     [check] = auth.signatures.verify(signature.record)
     assert check.valid, check.problems
     effective = recipes.effective("PARA500-FB")
     assert effective.info.approved_by == "qa1"
     assert effective.info.approval_ref == signature.signature_id
-    assert recipes.runnable("PARA500-FB", 3).recipe.parameter("blend_speed").setpoint == 12
+    assert recipes.runnable("PARA500-FB", 4).recipe.parameter("blend_speed").setpoint == 12
     [approved] = events(site, "recipe.approved")
     assert (approved["old_value"], approved["new_value"], approved["meaning"]) == (
         "draft", "effective", "approved"
@@ -206,7 +206,7 @@ def test_wrong_password_signs_nothing_and_approves_nothing(
         recipes.approve(
             session,
             "PARA500-FB",
-            3,
+            4,
             password="not-the-password",
             user_id="qa1",
             totp=people.code(people.qa),
@@ -223,18 +223,18 @@ def test_approving_a_newer_version_supersedes_the_effective_one(
 ) -> None:
     session = people.login(people.supervisor)
     recipes.import_file(session, recipe_dir / FINAL_BLEND)
-    recipes.import_file(session, new_version(recipe_dir, 4, setpoint=11))
-    approve(recipes, people, 3)
-    result = approve(recipes, people, 4)
-    assert result.superseded.version == 3  # type: ignore[attr-defined]
+    recipes.import_file(session, new_version(recipe_dir, 5, setpoint=11))
+    approve(recipes, people, 4)
+    result = approve(recipes, people, 5)
+    assert result.superseded.version == 4  # type: ignore[attr-defined]
     statuses = {row["version"]: row["status"] for row in version_rows(site)}
-    assert statuses == {3: "superseded", 4: "effective"}
+    assert statuses == {4: "superseded", 5: "effective"}
     assert recipes.effective("PARA500-FB").recipe.parameter("blend_speed").setpoint == 11
     with pytest.raises(RecipeStateError, match="superseded"):
-        recipes.runnable("PARA500-FB", 3)
+        recipes.runnable("PARA500-FB", 4)
     [superseded] = events(site, "recipe.superseded")
     assert (superseded["entity_id"], superseded["old_value"], superseded["new_value"]) == (
-        "PARA500-FB/3", "effective", "superseded"
+        "PARA500-FB/4", "effective", "superseded"
     )  # fmt: skip
     assert_chain_intact(site)
 
@@ -243,14 +243,14 @@ def test_an_older_draft_cannot_replace_a_newer_effective_version(
     site: Site, people: People, recipes: RecipeService, recipe_dir: Path
 ) -> None:
     session = people.login(people.supervisor)
-    recipes.import_file(session, new_version(recipe_dir, 4))
+    recipes.import_file(session, new_version(recipe_dir, 5))
     recipes.import_file(session, recipe_dir / FINAL_BLEND)
-    approve(recipes, people, 4)
+    approve(recipes, people, 5)
     with pytest.raises(RecipeStateError, match="newer"):
-        approve(recipes, people, 3)
-    assert {r["version"]: r["status"] for r in version_rows(site)} == {3: "draft", 4: "effective"}
+        approve(recipes, people, 4)
+    assert {r["version"]: r["status"] for r in version_rows(site)} == {4: "draft", 5: "effective"}
     [refused] = events(site, "recipe.approve.refused")
-    assert refused["entity_id"] == "PARA500-FB/3" and "newer" in refused["reason"]
+    assert refused["entity_id"] == "PARA500-FB/4" and "newer" in refused["reason"]
     assert_chain_intact(site)
 
 
@@ -272,22 +272,22 @@ def test_retire_takes_the_effective_version_out_of_use(
     approve(recipes, people)
     session = people.login(people.qa)
     with pytest.raises(RecipeError, match="reason is required"):
-        recipes.retire(session, "PARA500-FB", 3, "  ")
-    info = recipes.retire(session, "PARA500-FB", 3, "product discontinued")
+        recipes.retire(session, "PARA500-FB", 4, "  ")
+    info = recipes.retire(session, "PARA500-FB", 4, "product discontinued")
     assert (info.status, info.retired_by, info.retire_reason) == (
         RecipeStatus.RETIRED, "qa1", "product discontinued"
     )  # fmt: skip
     with pytest.raises(RecipeStateError, match="no effective"):
         recipes.effective("PARA500-FB")
     with pytest.raises(RecipeStateError, match="only a draft or an effective"):
-        recipes.retire(session, "PARA500-FB", 3, "again")
+        recipes.retire(session, "PARA500-FB", 4, "again")
     [retired] = events(site, "recipe.retired")
     assert (retired["old_value"], retired["new_value"], retired["reason"]) == (
         "effective", "retired", "product discontinued"
     )  # fmt: skip
     assert len(events(site, "recipe.retire.refused")) == 1
     with pytest.raises(PermissionDenied):
-        recipes.retire(people.login(people.supervisor), "PARA500-FB", 3, "not allowed")
+        recipes.retire(people.login(people.supervisor), "PARA500-FB", 4, "not allowed")
     assert_chain_intact(site)
 
 
@@ -296,23 +296,23 @@ def test_list_show_and_diff(
 ) -> None:
     session = people.login(people.supervisor)
     recipes.import_file(session, recipe_dir / FINAL_BLEND)
-    recipes.import_file(session, new_version(recipe_dir, 4, setpoint=11))
+    recipes.import_file(session, new_version(recipe_dir, 5, setpoint=11))
     recipes.import_file(session, recipe_dir / "ibuprofen-pre-blend.toml")
     listed = [(v.recipe_id, v.version, v.status.value) for v in recipes.list_versions()]
     assert listed == [
         ("IBU200-PB", 2, "draft"),
-        ("PARA500-FB", 3, "draft"),
         ("PARA500-FB", 4, "draft"),
+        ("PARA500-FB", 5, "draft"),
     ]
-    assert [v.version for v in recipes.list_versions("PARA500-FB")] == [3, 4]
-    assert recipes.get("PARA500-FB").info.version == 4  # no effective version: the newest
-    diff = recipes.diff("PARA500-FB", 3, 4)
-    assert diff[0].startswith("--- PARA500-FB v3 (draft") and diff[1].startswith(
-        "+++ PARA500-FB v4"
+    assert [v.version for v in recipes.list_versions("PARA500-FB")] == [4, 5]
+    assert recipes.get("PARA500-FB").info.version == 5  # no effective version: the newest
+    diff = recipes.diff("PARA500-FB", 4, 5)
+    assert diff[0].startswith("--- PARA500-FB v4 (draft") and diff[1].startswith(
+        "+++ PARA500-FB v5"
     )
     changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("---", "+++")]
-    assert sorted(changed) == ["+setpoint = 11", "+version = 4", "-setpoint = 12", "-version = 3"]
-    semantic = recipes.diff("PARA500-FB", 3, 4, semantic=True)
+    assert sorted(changed) == ["+setpoint = 11", "+version = 5", "-setpoint = 12", "-version = 4"]
+    semantic = recipes.diff("PARA500-FB", 4, 5, semantic=True)
     assert '-      "setpoint": "12",' in semantic and '+      "setpoint": "11",' in semantic
     with pytest.raises(RecipeNotFound):
         recipes.get("PARA500-FB", 9)

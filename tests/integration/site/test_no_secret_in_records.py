@@ -65,7 +65,7 @@ def _batch(site: Site, users: dict[str, DemoUser]) -> None:
     """A batch started and aborted, so that there is a batch record to copy and print."""
     engine = build_engine(site)
     operator = engine.sessions.login("operator", users["operator"].password)
-    engine.start_batch(operator, "PARA500-FB", 3, BATCH)
+    engine.start_batch(operator, "PARA500-FB", 4, BATCH)
     engine.sessions.logout(operator)
     supervisor = engine.sessions.login(
         "supervisor", users["supervisor"].password, _code(users["supervisor"].totp_secret)

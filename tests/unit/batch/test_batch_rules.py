@@ -174,7 +174,7 @@ def test_batch_list_command(
     engine.start_batch(people.login("op1"), RECIPE_ID, RECIPE_VERSION, "B-3001")
     assert main(["batch", "list", "--status", "running", "--data", str(site.data_dir)]) == 0
     line = capsys.readouterr().out
-    assert line.startswith("B-3001") and "PARA500-FB v3" in line and "step 1/12" in line
+    assert line.startswith("B-3001") and "PARA500-FB v4" in line and "step 1/12" in line
     assert main(["batch", "list", "--status", "released", "--data", str(site.data_dir)]) == 0
     assert capsys.readouterr().out.strip() == "no batches in status released"
     assert main(["batch", "show", "B-3001", "--data", str(site.data_dir)]) == 0

@@ -26,7 +26,7 @@ def final_blend() -> Recipe:
 
 def test_final_blend_procedure_in_order() -> None:
     recipe = final_blend()
-    assert (recipe.id, recipe.version) == ("PARA500-FB", 3)
+    assert (recipe.id, recipe.version) == ("PARA500-FB", 4)
     assert [step.kind for step in recipe.steps] == [
         "check", "charge", "charge", "check", "wait", "set_parameters", "run", "wait",
         "sample", "discharge", "signature", "signature",

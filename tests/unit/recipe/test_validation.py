@@ -70,15 +70,27 @@ def test_write_to_a_read_only_tag() -> None:
 
 
 def test_unknown_tag_in_a_wait_step() -> None:
-    where, field, message = only(problems_after('tag = "lid_closed"', 'tag = "lid_open"'))
+    where, field, message = only(
+        problems_after('tag = "lid_closed"\ncondition', 'tag = "lid_open"\ncondition')
+    )
     assert (where, field) == ("step 'lid-interlock' (#5)", "tag")
     assert "unknown PLC tag 'lid_open'" in message
 
 
 def test_wait_value_must_match_the_tag_kind() -> None:
-    where, field, message = only(problems_after("value = true", 'value = "yes"'))
+    where, field, message = only(
+        problems_after('condition = "equals"\nvalue = true', 'condition = "equals"\nvalue = "yes"')
+    )
     assert (where, field) == ("step 'lid-interlock' (#5)", "value")
     assert "true/false" in message
+
+
+def test_a_check_steps_plc_signal_is_a_true_false_tag() -> None:
+    where, field, message = only(
+        problems_after('{ tag = "lid_closed", value = true }', '{ tag = "speed", value = true }')
+    )
+    assert (where, field) == ("step 'close-lid' (#4)", "plc_signal.tag")
+    assert "tag 'speed' is" in message and "true/false tag" in message
 
 
 def test_unknown_step_kind_names_the_known_ones() -> None:
@@ -142,7 +154,7 @@ def test_format_version_is_checked() -> None:
 
 def test_empty_procedure() -> None:
     text = FINAL_BLEND[: FINAL_BLEND.index("[parameters.")]
-    where, field, message = only(problems_after("version = 3", "version = 3", text))
+    where, field, message = only(problems_after("version = 4", "version = 4", text))
     assert (where, field) == ("recipe", "steps")
     assert "empty" in message
 
