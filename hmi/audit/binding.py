@@ -22,7 +22,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, Delete, Engine, Insert, Update, event, inspect, select, text
@@ -102,16 +102,29 @@ def row_digest(table: str, row: Mapping[str, Any]) -> str:
     return hashlib.sha256(ROW_TAG + body).hexdigest()
 
 
-def _digest_columns(table: str, names: Sequence[str], values: Sequence[Any]) -> str:
+def _digest_columns(table: str, names: Sequence[str], values: Sequence[Any], key: str) -> str:
     """:func:`row_digest` of a row given as a driver tuple (the verifier's hot path)."""
-    key = str(values[names.index(BOUND_TABLES[table])])
-    plain = {
-        n: v if type(v) is str else _value(v)
-        for n, v in zip(names, values, strict=True)
-        if v is not None
-    }
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN_KINDS:
+        # Text, integers and nulls only (most rows): the values are written as they are, and
+        # an integer beyond ±(2^53 − 1), which _value tags, makes orjson refuse (strict mode).
+        plain = {n: v for n, v in zip(names, values, strict=True) if v is not None}
+        try:
+            body = orjson.dumps(
+                {"key": key, "row": plain, "table": table},
+                option=orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER,
+            )
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate or a long integer: the general path below
+        else:
+            return hashlib.sha256(ROW_TAG + body).hexdigest()
+    plain = {n: _value(v) for n, v in zip(names, values, strict=True) if v is not None}
     body = canonical.encode_plain({"key": key, "row": plain, "table": table})
     return hashlib.sha256(ROW_TAG + body).hexdigest()
+
+
+_NONE = type(None)
+_PLAIN_KINDS = frozenset({str, int, _NONE})
 
 
 # -- capture ------------------------------------------------------------------------------
@@ -279,8 +292,10 @@ def baseline(conn: Connection, batch_size: int = 500) -> Iterator[list[list[str 
 # -- verification -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Binding:
+class Binding(NamedTuple):
+    """One ``bound_rows`` entry of an event: which row, its digest before and after, and where
+    the event is (a tuple: tens of thousands are made per verify)."""
+
     table: str
     key: str
     before: str | None
@@ -312,15 +327,17 @@ def bindings_of(terminal: str, seq: int, details: Mapping[str, Any], ts: str = "
         raise ValueError(f"{DETAILS_KEY} is not a list")
     out = []
     for item in items:
+        if type(item) is not list or len(item) != 4:
+            raise ValueError(f"malformed {DETAILS_KEY} entry {item!r}")
+        table, key, before, after = item
         if (
-            not isinstance(item, list)
-            or len(item) != 4
-            or item[0] not in BOUND_TABLES
-            or not isinstance(item[1], str)
-            or not all(d is None or (isinstance(d, str) and len(d) == 64) for d in item[2:])
+            table not in BOUND_TABLES
+            or type(key) is not str
+            or not (before is None or (type(before) is str and len(before) == 64))
+            or not (after is None or (type(after) is str and len(after) == 64))
         ):
             raise ValueError(f"malformed {DETAILS_KEY} entry {item!r}")
-        out.append(Binding(item[0], item[1], item[2], item[3], terminal, seq, ts))
+        out.append(Binding(table, key, before, after, terminal, seq, ts))
     return out
 
 
@@ -335,8 +352,13 @@ class RowIndex:
         self.by_row: dict[tuple[str, str], list[Binding]] = {}
 
     def add(self, bindings: Iterable[Binding]) -> None:
+        by_row = self.by_row
         for binding in bindings:
-            self.by_row.setdefault((binding.table, binding.key), []).append(binding)
+            history = by_row.get((binding.table, binding.key))
+            if history is None:
+                by_row[(binding.table, binding.key)] = [binding]
+            else:
+                history.append(binding)
 
     def tip(self, table: str, key: str) -> tuple[Binding | None, list[RowProblem]]:
         """The last binding of a row, and any break in its history.
@@ -455,7 +477,8 @@ def stored_digests(
         names = list(result.keys())
         at = names.index(key_column)
         for values in result.cursor.fetchall() if result.cursor is not None else ():
-            out[(table, str(values[at]))] = _digest_columns(table, names, values)
+            key = str(values[at])
+            out[(table, key)] = _digest_columns(table, names, values, key)
     return out
 
 
@@ -464,35 +487,66 @@ def index_of(events: Iterable[tuple[str, int, str, str]]) -> tuple[RowIndex, lis
     index = RowIndex()
     problems: list[RowProblem] = []
     marker = f'"{DETAILS_KEY}":'
+    loads, add = orjson.loads, index.add
     for terminal, seq, ts, details in events:
         if marker not in details:
             continue
         try:
-            parsed = orjson.loads(details)
-            index.add(bindings_of(terminal, seq, parsed if isinstance(parsed, dict) else {}, ts))
+            parsed = loads(details)
+            add(bindings_of(terminal, seq, parsed if type(parsed) is dict else {}, ts))
         except ValueError as exc:
-            problems.append(
-                RowProblem(
-                    "row_unlinked",
-                    "audit_event",
-                    f"{terminal}:{seq}",
-                    terminal,
-                    seq,
-                    f"event {terminal}:{seq} carries unreadable row bindings ({exc})",
-                )
-            )
+            problems.append(_unreadable(terminal, seq, exc))
+    return index, problems
+
+
+def _unreadable(terminal: str, seq: int, exc: ValueError) -> RowProblem:
+    return RowProblem(
+        "row_unlinked",
+        "audit_event",
+        f"{terminal}:{seq}",
+        terminal,
+        seq,
+        f"event {terminal}:{seq} carries unreadable row bindings ({exc})",
+    )
+
+
+def index_of_bound(
+    events: Iterable[tuple[str, int, str, Any]],
+) -> tuple[RowIndex, list[RowProblem]]:
+    """The row bindings as the verifier's chain workers collect them: (terminal, seq, ts, and
+    the ``bound_rows`` list already parsed from the details, or the details text), read as
+    :func:`index_of` reads them from the database, in the same order."""
+    index = RowIndex()
+    problems: list[RowProblem] = []
+    for terminal, seq, ts, items in sorted(events, key=lambda e: (e[0], e[1])):
+        if type(items) is str:
+            more, unreadable = index_of([(terminal, seq, ts, items)])
+            index.add(b for history in more.by_row.values() for b in history)
+            problems += unreadable
+            continue
+        try:
+            index.add(bindings_of(terminal, seq, {DETAILS_KEY: items}, ts))
+        except ValueError as exc:
+            problems.append(_unreadable(terminal, seq, exc))
     return index, problems
 
 
 def _all_bindings(conn: Connection) -> tuple[RowIndex, list[RowProblem]]:
-    found = conn.execute(
+    result = conn.execute(
         text(
             "SELECT terminal_id, seq, ts, details FROM audit_event WHERE details LIKE :p"
             " ORDER BY terminal_id, seq"
         ),
         {"p": f'%"{DETAILS_KEY}":%'},
-    ).all()
-    return index_of((str(a), int(b), str(c), str(d)) for a, b, c, d in found)
+    )
+    # Straight from the driver (tens of thousands of rows); a stored value of another type
+    # than the schema's (a tampered row) is read as text, as the chain check reads it.
+    found = result.cursor.fetchall() if result.cursor is not None else []
+    return index_of(
+        (a, b, c, d) if type(a) is str and type(b) is int and type(c) is str and type(d) is str
+        else (str(a), int(b), str(c), str(d))
+        for a, b, c, d in found
+    )  # fmt: skip
 
 
 def check_connection(conn: Connection, tables: Sequence[str] | None = None) -> list[RowProblem]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from hmi.audit.keys import KeyFileError, PublicKey, Signer
 from hmi.audit.tables import audit_event, audit_key
 from hmi.audit.verify import (
     ROW_FIELDS,
+    BoundEvent,
     Kind,
     Row,
     VerifyReport,
@@ -228,29 +229,80 @@ def _recheck_witnessed_positions(
 def _verify_rows_of(
     engine: Engine,
     report: VerifyReport,
+    rows_report: VerifyReport,
     trusted: dict[str, PublicKey],
     checkpoints: list[Checkpoint],
     anchors: dict[str, Checkpoint],
     terminal: str | None,
     workers: int | None,
-    meanwhile: Callable[[], None] | None = None,
 ) -> None:
+    """The chains into ``report`` and, for a whole database, the business-row cross-check
+    into ``rows_report``."""
     workers = workers or default_workers()
     sqlite_file = _sqlite_file(engine)
     id_range = _id_range(engine, anchors) if (sqlite_file and workers > 1) else None
+    whole = terminal is None
     if sqlite_file and id_range and id_range[1] - id_range[0] >= _PARALLEL_FROM:
-        verify_sqlite_file(
+        cross = _CrossCheck(engine, id_range[1]) if (whole and not anchors) else None
+        # The business-row cross-check runs while the worker processes check the chains
+        # (this process mostly waits for them meanwhile), so the cores share both. It runs
+        # once they are started, never in a thread beside the fork: a process forked while
+        # another of its threads is inside SQLite can hang.
+        collected = verify_sqlite_file(
             sqlite_file, id_range, trusted=trusted, checkpoints=checkpoints, anchors=anchors,
-            terminal=terminal, workers=workers, report=report, meanwhile=meanwhile,
+            terminal=terminal, workers=workers, report=report,
+            meanwhile=(
+                cross.read_stored if cross is not None
+                else (lambda: check_business_rows(engine, rows_report)) if whole else None
+            ),
+            bound=cross.bound if cross is not None else None,
         )  # fmt: skip
+        if cross is not None:
+            cross.finish(rows_report, collected)
     else:
         rows = iter_rows(
             engine, terminal=terminal, from_seq={t: a.seq for t, a in anchors.items()} or None
         )
         verify_rows(
             rows, trusted=trusted, checkpoints=checkpoints, anchors=anchors, workers=workers,
-            report=report, meanwhile=meanwhile, every_chain=terminal is None,
+            report=report, every_chain=whole,
+            meanwhile=(lambda: check_business_rows(engine, rows_report)) if whole else None,
         )  # fmt: skip
+
+
+class _CrossCheck:
+    """The business-row cross-check of a whole database, from the row bindings the chain
+    workers collect as they read the events with storage ids up to ``last_id``.
+
+    The stored rows are read meanwhile; they are compared with those bindings only if no
+    event was added since ``last_id`` was read (every business row is written with an event,
+    so the two views are then of the same moment); otherwise both are read again, together
+    (:func:`check_business_rows`)."""
+
+    def __init__(self, engine: Engine, last_id: int) -> None:
+        self.engine = engine
+        self.last_id = last_id
+        self.bound: list[BoundEvent] = []
+        self.stored: dict[tuple[str, str], str] | None = None
+        self.problems: list[binding.RowProblem] | None = None
+
+    def read_stored(self) -> None:
+        with read_only(self.engine) as conn:
+            latest = conn.execute(select(func.max(audit_event.c.id))).scalar()
+            if latest == self.last_id:
+                self.stored = binding.stored_digests(conn)
+            else:
+                self.problems = binding.check_connection(conn)
+
+    def finish(self, report: VerifyReport, collected: bool) -> None:
+        problems = self.problems
+        if problems is None and (self.stored is None or not collected):
+            with read_only(self.engine) as conn:
+                problems = binding.check_connection(conn)
+        if problems is None:
+            index, problems = binding.index_of_bound(self.bound)
+            problems += index.compare(self.stored or {})
+        _add_row_problems(report, problems)
 
 
 def _check_witness_coverage(
@@ -309,14 +361,9 @@ def verify_database(
     rows_report = VerifyReport()
     try:
         with collection_paused():
-            # The business-row cross-check runs while the worker processes check the chains
-            # (this process mostly waits for them meanwhile), so the cores share both. It runs
-            # once they are started, never in a thread beside the fork: a process forked while
-            # another of its threads is inside SQLite can hang.
             _verify_rows_of(
-                engine, report, trusted, checkpoints, anchors, terminal, workers,
-                None if terminal is not None else lambda: check_business_rows(engine, rows_report),
-            )  # fmt: skip
+                engine, report, rows_report, trusted, checkpoints, anchors, terminal, workers
+            )
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_db_error(exc)) from exc
     if witness is not None:
@@ -421,6 +468,10 @@ def check_business_rows(engine: Engine, report: VerifyReport) -> None:
             problems = binding.check_connection(conn)
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_db_error(exc)) from exc
+    _add_row_problems(report, problems)
+
+
+def _add_row_problems(report: VerifyReport, problems: Iterable[binding.RowProblem]) -> None:
     for problem in problems:
         report.add(Kind(problem.kind), problem.terminal, problem.seq, problem.message)
 

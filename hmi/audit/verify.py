@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import os
 import re
 import sqlite3
@@ -28,6 +27,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from hmi.audit import canonical
+from hmi.audit.binding import DETAILS_KEY as BOUND_KEY
 from hmi.audit.checkpoint import Checkpoint
 from hmi.audit.forms import HEX64, TERMINAL_FORM, TS_FORM, real_day
 from hmi.audit.hashing import GENESIS_PREV_HASH, chain_prefix, content_text
@@ -204,16 +204,6 @@ _U64 = struct.Struct(">Q").pack
 _MAX_SEQ = canonical.MAX_SAFE_INTEGER
 
 _ACTION_FORM = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+").fullmatch
-#: Integers longer than 15 digits may be beyond ±(2^53 − 1): checked exactly (rare).
-_LONG_NUMBER = re.compile(r"[0-9]{16}").search
-
-
-def _refuse(literal: str) -> Any:
-    raise ValueError(f"not canonical JSON: {literal}")
-
-
-_DECODE = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse).decode
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _no_float(value: dict[str, Any]) -> bool:
@@ -237,36 +227,39 @@ def details_in_form(details: object) -> bool:
     """``details`` is the canonical JSON text of an object, byte for byte (§1): parsing it
     and writing it again canonically gives the same text; no float, no NaN, no duplicate key,
     integers within ±(2^53 − 1)."""
-    if details == "{}":
-        return True
+    return details == "{}" or _details_value(details) is not None
+
+
+def _details_value(details: object) -> dict[str, Any] | None:
+    """The object ``details`` holds if it is in canonical form (see :func:`details_in_form`),
+    otherwise None."""
     if type(details) is not str:
-        return False
-    # Fast path: orjson reads the text and writes it again canonically (the same bytes as the
-    # standard encoder, see canonical.encode_plain); with no float in it and no integer of
-    # more than 15 digits it is then in form. Anything else is decided by the exact path.
+        return None
+    # orjson reads the text and writes it again canonically (the same bytes as the standard
+    # encoder, see canonical.encode_plain), refusing an integer beyond ±(2^53 − 1) (strict
+    # mode; a longer one is read as a float and written back in another form). What is left
+    # is a float, which reads and writes back the same but is never canonical.
     try:
         raw = details.encode("utf-8")
         value = orjson.loads(raw)
-        if type(value) is not dict or orjson.dumps(value, option=orjson.OPT_SORT_KEYS) != raw:
-            return False
+        if type(value) is not dict or orjson.dumps(value, option=_CANONICAL) != raw:
+            return None
     except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
-        return False
-    if _LONG_NUMBER(details) is None and _no_float(value):
-        return True
-    try:
-        value = _DECODE(details)
-        if type(value) is not dict or _ENCODE(value) != details:
-            return False
-        if _LONG_NUMBER(details) is not None:
-            return canonical.dumps(value) == details  # refuses integers beyond ±(2^53 − 1)
-    except (ValueError, RecursionError):
-        return False
-    return True
+        return None
+    return value if _no_float(value) else None
 
 
-def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def check_rows(
+    rows: Sequence[Row], keys: dict[str, bytes], bound: list[BoundEvent] | None = None
+) -> list[int]:
     """Status of each row: its hash matches its content, its stored fields are in canonical
     form, and its signature matches its hash.
+
+    ``bound`` collects the row bindings the events carry (see :func:`bound_event`), for the
+    business-row cross-check, from the details parsed here anyway.
 
     This is the hot path of verification: no dictionary or call per column."""
     sha256 = hashlib.sha256
@@ -276,6 +269,7 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
     bad_terminals: set[str] = set()
     out: list[int] = []
     append = out.append
+    signed: list[tuple[int, bytes, bytes]] = []
     for row in rows:
         (
             terminal_id, seq, ts, actor_id, actor_role, session_id, action, entity_type,
@@ -301,16 +295,24 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
             digest = sha256(prefix + _U64(int(seq)) + prev + content.encode("utf-8")).digest()
         except (ValueError, TypeError, AttributeError, struct.error):
             append(MODIFIED)  # a value of the wrong type or shape cannot be what was hashed
+            if bound is not None:
+                bound_event(bound, row, None)
             continue
         if digest.hex() != stored_hash:
             append(MODIFIED)
+            if bound is not None:
+                bound_event(bound, row, None)
             continue
         # The hash holds: now the form of what was hashed (a key holder could sign anything).
         form = 0
         if type(ts) is not str or ts_form(ts) is None or (ts[8:10] > "28" and not real_day(ts)):
             form = F_TS
-        if details != "{}" and not details_in_form(details):
-            form |= F_DETAILS
+        if details != "{}":
+            value = _details_value(details)
+            if value is None:
+                form |= F_DETAILS
+            if bound is not None and (value is None or BOUND_KEY in value):
+                bound_event(bound, row, value)
         if prev.hex() != prev_hash:
             form |= F_PREV_HASH
         if type(action) is not str or action_form(action) is None:
@@ -333,13 +335,45 @@ def check_rows(rows: Sequence[Row], keys: dict[str, bytes]) -> list[int]:
         if key is None:
             append(UNKNOWN_KEY | form)
             continue
-        try:  # libsodium's Ed25519, as in keys.verify_raw, without a call per row around it
-            crypto_sign_open(raw_signature + digest, key)
-        except (BadSignatureError, ValueError):
-            append(BAD_SIG | form)
-            continue
+        signed.append((len(out), raw_signature + digest, key))
         append(form)
+    # The signatures last, in one tight loop: libsodium's tables stay in the CPU's caches
+    # instead of being pushed out by the checks above at every row.
+    for at, message, key in signed:
+        try:  # libsodium's Ed25519, as in keys.verify_raw, without a call per row around it
+            crypto_sign_open(message, key)
+        except (BadSignatureError, ValueError):
+            out[at] |= BAD_SIG
     return out
+
+
+#: An event's row bindings as the cross-check reads them: (terminal, seq, ts, the
+#: ``bound_rows`` list of its details, or the details text when they could not be read here).
+BoundEvent = tuple[str, int, str, Any]
+_BOUND_MARKER = f'"{BOUND_KEY}":'
+
+
+def bound_event(bound: list[BoundEvent], row: Row, value: dict[str, Any] | None) -> None:
+    """Note the row bindings of an event row, as ``binding.index_of`` would read them from the
+    database: ``value`` is its parsed details (None: not parsed, the text is kept if it may
+    hold bindings)."""
+    terminal_id, seq, ts, details = row[0], row[_SEQ], row[_TS], row[_DETAILS]
+    if value is None:
+        details = details if type(details) is str else str(details)
+        if _BOUND_MARKER not in details:
+            return
+        items: Any = details
+    else:
+        items = value[BOUND_KEY]
+    try:
+        where = (
+            terminal_id if type(terminal_id) is str else str(terminal_id),
+            seq if type(seq) is int else int(seq),
+            ts if type(ts) is str else str(ts),
+        )
+    except (TypeError, ValueError):
+        return  # a seq that is not a number: the row is reported as modified
+    bound.append((*where, items))
 
 
 def _check_rows_parallel(
@@ -466,16 +500,13 @@ def _from_anchor(row: Row, from_seq: dict[str, int]) -> bool:
         return True  # a seq that is not a number is checked (and reported), never skipped
 
 
-def check_sqlite_range(
+def _checked_batches(
     path: str, low_id: int, high_id: int, terminal: str | None, from_seq: dict[str, int],
-    keys: dict[str, bytes],
-) -> list[tuple[Row, int]]:  # fmt: skip
-    """Read and check the rows with storage ids in [low_id, high_id] straight from the file.
-
-    Rows are read and checked a few hundred at a time, so the working set stays in the CPU's
-    caches; only what the chain checks need of each row is kept, with its status."""
+    keys: dict[str, bytes], bound: list[BoundEvent] | None = None,
+) -> Iterator[tuple[list[Row], list[int]]]:  # fmt: skip
+    """The rows with storage ids in [low_id, high_id], read straight from the file and checked
+    a few hundred at a time (so the working set stays in the CPU's caches), with their status."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    out: list[tuple[Row, int]] = []
     try:
         sql = f"SELECT {', '.join(ROW_FIELDS)} FROM audit_event WHERE id BETWEEN ? AND ?"
         params: list[Any] = [low_id, high_id]
@@ -486,9 +517,20 @@ def check_sqlite_range(
         while batch := cursor.fetchmany(_READ_BATCH):
             if from_seq:
                 batch = [row for row in batch if _from_anchor(row, from_seq)]
-            out.extend(zip(map(_slim, batch), check_rows(batch, keys), strict=True))
+            yield batch, check_rows(batch, keys, bound)
     finally:
         conn.close()
+
+
+def check_sqlite_range(
+    path: str, low_id: int, high_id: int, terminal: str | None, from_seq: dict[str, int],
+    keys: dict[str, bytes],
+) -> list[tuple[Row, int]]:  # fmt: skip
+    """Read and check the rows with storage ids in [low_id, high_id]; only what the chain
+    checks need of each row is kept, with its status."""
+    out: list[tuple[Row, int]] = []
+    for batch, statuses in _checked_batches(path, low_id, high_id, terminal, from_seq, keys):
+        out.extend(zip(map(_slim, batch), statuses, strict=True))
     return out
 
 
@@ -507,29 +549,35 @@ class _Share:
 
 def walk_sqlite_range(
     path: str, low_id: int, high_id: int, terminal: str | None, from_seq: dict[str, int],
-    keys: dict[str, bytes], wanted: dict[str, set[int]],
-) -> list[_Share] | None:  # fmt: skip
+    keys: dict[str, bytes], wanted: dict[str, set[int]], collect: bool = False,
+) -> tuple[list[_Share], list[BoundEvent]] | None:  # fmt: skip
     """Check the rows of a share and walk each terminal's chain within it; None when a
-    terminal's rows are not in seq order there (the caller then sorts everything)."""
+    terminal's rows are not in seq order there (the caller then sorts everything).
+
+    With ``collect``, the row bindings of the share's events come back too (see
+    :func:`check_rows`)."""
     shares: dict[str, _Share] = {}
     trusted = {key_id: PublicKey(key_id, raw) for key_id, raw in keys.items()}
-    for row, status in check_sqlite_range(path, low_id, high_id, terminal, from_seq, keys):
-        name = row[0]
-        try:
-            seq = int(row[1])
-        except (TypeError, ValueError):
-            return None
-        share = shares.get(name)
-        if share is None:
-            walk = _ChainWalk(name, trusted, None, True, wanted.get(name, set()))
-            walk.prev_seq, walk.prev_hash, walk.prev_ts = seq, row[_ROW_HASH], row[_TS]
-            shares[name] = _Share((row, status), walk, 1)
-            continue
-        if seq < (share.rest.prev_seq or 0):
-            return None
-        share.rest.feed(row, status)
-        share.rows += 1
-    return list(shares.values())
+    bound: list[BoundEvent] | None = [] if collect else None
+    batches = _checked_batches(path, low_id, high_id, terminal, from_seq, keys, bound)
+    for batch, statuses in batches:
+        for row, status in zip(batch, statuses, strict=True):
+            name = row[0]
+            try:
+                seq = int(row[1])
+            except (TypeError, ValueError):
+                return None
+            share = shares.get(name)
+            if share is None:
+                walk = _ChainWalk(name, trusted, None, True, wanted.get(name, set()))
+                walk.prev_seq, walk.prev_hash, walk.prev_ts = seq, row[_ROW_HASH], row[_TS]
+                shares[name] = _Share((_slim(row), status), walk, 1)
+                continue
+            if seq < (share.rest.prev_seq or 0):
+                return None
+            share.rest.feed(row, status)
+            share.rows += 1
+    return list(shares.values()), bound or []
 
 
 def _join(walker: _ChainWalker, shares: list[_Share]) -> bool:
@@ -569,8 +617,10 @@ def verify_sqlite_file(
     workers: int,
     report: VerifyReport,
     meanwhile: Callable[[], None] | None = None,
-) -> VerifyReport:
-    """Verify an SQLite database with every core reading and checking its own share.
+    bound: list[BoundEvent] | None = None,
+) -> bool:
+    """Verify an SQLite database with every core reading and checking its own share; True
+    when ``bound`` (if given) received the row bindings of every event.
 
     ``meanwhile`` runs in this process once the worker processes are started (they are
     forked first: a process forked while another thread of it holds SQLite's or Python's
@@ -590,18 +640,23 @@ def verify_sqlite_file(
         wanted[point.terminal].add(point.seq)
     walker = _ChainWalker(trusted, checkpoints, anchors, False)
     walker.every_chain = terminal is None
-    joined = True
+    joined = complete = True
+    collect, share = bound is not None, dict(wanted)
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
         futures = [
-            pool.submit(walk_sqlite_range, path, a, b, terminal, from_seq, keys, dict(wanted))
+            pool.submit(walk_sqlite_range, path, a, b, terminal, from_seq, keys, share, collect)
             for a, b in ranges
         ]
         if meanwhile is not None:
             meanwhile()
         for future in futures:
-            shares = future.result()
-            if joined and (shares is None or not _join(walker, shares)):
+            result = future.result()
+            if joined and (result is None or not _join(walker, result[0])):
                 joined = False
+            if result is None:
+                complete = False
+            elif bound is not None:
+                bound.extend(result[1])
         if not joined:
             again = [
                 pool.submit(check_sqlite_range, path, a, b, terminal, from_seq, keys)
@@ -618,7 +673,7 @@ def verify_sqlite_file(
             report=report,
         )  # fmt: skip
     report.seconds += time.perf_counter() - started
-    return report
+    return complete and bound is not None
 
 
 class _ChainWalk:
