@@ -255,7 +255,7 @@ def _verify_rows_of(
                 cross.read_stored if cross is not None
                 else (lambda: check_business_rows(engine, rows_report)) if whole else None
             ),
-            bound=cross.bound if cross is not None else None,
+            on_bound=cross.take if cross is not None else None,
         )  # fmt: skip
         if cross is not None:
             cross.finish(rows_report, collected)
@@ -274,17 +274,35 @@ class _CrossCheck:
     """The business-row cross-check of a whole database, from the row bindings the chain
     workers collect as they read the events with storage ids up to ``last_id``.
 
-    The stored rows are read meanwhile; they are compared with those bindings only if no
-    event was added since ``last_id`` was read (every business row is written with an event,
-    so the two views are then of the same moment); otherwise both are read again, together
-    (:func:`check_business_rows`)."""
+    The bindings are indexed as the workers' shares arrive; the stored rows are read
+    meanwhile. The two are compared only if no event was added since ``last_id`` was read
+    (every business row is written with an event, so both views are then of the same moment);
+    otherwise both are read again, together (:func:`check_business_rows`)."""
 
     def __init__(self, engine: Engine, last_id: int) -> None:
         self.engine = engine
         self.last_id = last_id
         self.bound: list[BoundEvent] = []
+        self.index = binding.RowIndex()
+        self.unreadable: list[binding.RowProblem] = []
+        #: whether the bindings came in (terminal, seq) order, as the one-snapshot check
+        #: reads them (one terminal: storage order), so the index built on arrival is that
+        #: check's index
+        self.in_order = True
         self.stored: dict[tuple[str, str], str] | None = None
         self.problems: list[binding.RowProblem] | None = None
+
+    def take(self, events: list[BoundEvent]) -> None:
+        if not events:
+            return
+        if self.bound and (events[0][0], events[0][1]) < (self.bound[-1][0], self.bound[-1][1]):
+            self.in_order = False
+        self.bound.extend(events)
+        if self.in_order:
+            index, unreadable = binding.index_of_bound(events)
+            for history in index.by_row.values():
+                self.index.add(history)
+            self.unreadable += unreadable
 
     def read_stored(self) -> None:
         with read_only(self.engine) as conn:
@@ -300,8 +318,11 @@ class _CrossCheck:
             with read_only(self.engine) as conn:
                 problems = binding.check_connection(conn)
         if problems is None:
-            index, problems = binding.index_of_bound(self.bound)
-            problems += index.compare(self.stored or {})
+            index, problems = (
+                (self.index, self.unreadable) if self.in_order
+                else binding.index_of_bound(self.bound)
+            )  # fmt: skip
+            problems = problems + index.compare(self.stored or {})
         _add_row_problems(report, problems)
 
 

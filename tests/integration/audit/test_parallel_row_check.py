@@ -178,3 +178,39 @@ def test_a_trail_that_grew_meanwhile_is_checked_again_as_one_snapshot(
         assert {p.kind for p in report.problems} == {Kind.ROW_INSERTED}  # no bindings given
     finally:
         engine.dispose()
+
+
+def test_shares_that_arrive_out_of_chain_order_are_indexed_as_one_ordered_read(
+    bound_site: Path, tmp_path: Path
+) -> None:
+    """Two terminals' events interleave in storage order, so shares can hand over a later
+    (terminal, seq) first; the index is then built again from all bindings in chain order,
+    and reports what the one-snapshot check reports (here a deleted row)."""
+    data = tmp_path / "site"
+    shutil.copytree(bound_site, data)
+    conn = _raw(data)
+    _delete(conn)
+    conn.close()
+    engine = make_engine(f"sqlite:///{data / 'hmi.db'}")
+    try:
+        with engine.connect() as db:
+            (last,) = db.exec_driver_sql("SELECT max(id) FROM audit_event").one()
+            events = [
+                (t, s, ts, details)
+                for t, s, ts, details in db.exec_driver_sql(
+                    "SELECT terminal_id, seq, ts, details FROM audit_event ORDER BY id"
+                )
+                if "bound_rows" in details
+            ]
+        cross = _CrossCheck(engine, int(last))
+        half = len(events) // 2
+        cross.take(events[half:])
+        cross.take(events[:half])
+        assert not cross.in_order
+        cross.read_stored()
+        report = VerifyReport()
+        cross.finish(report, collected=True)
+        assert [p.to_json() for p in report.problems] == _reference(data)
+        assert {p.kind for p in report.problems} == {Kind.ROW_DELETED}
+    finally:
+        engine.dispose()
