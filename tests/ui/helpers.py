@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.cells import cell_len
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 from textual.worker import WorkerCancelled
 
@@ -27,16 +28,30 @@ async def settle(pilot: Pilot[None]) -> None:
 
 
 async def tables_measured(pilot: Pilot[None]) -> None:
-    """Wait until every table on screen has measured its new rows: a table sizes its columns
-    when its message queue is empty, which on a busy machine can come after the workers are
-    done (a picture taken before shows header-wide columns)."""
+    """Wait until every table on screen has measured its new rows and the screen has painted
+    them: a table sizes its columns when its message queue is empty, which on a busy machine
+    can come after the workers are done (a picture taken before shows header-wide columns);
+    and only the screen on top repaints, so a dialog opened before the screen under it has
+    painted shows it as it was, for as long as the dialog is open."""
     for _ in range(500):
         # every screen of the stack: a dialog's picture shows the screen behind it
         tables = [t for screen in pilot.app.screen_stack for t in screen.query(DataTable)]
-        if all(_measured(t) for t in tables):
+        if all(_measured(t) for t in tables) and _painted(pilot.app.screen):
             return
         await pilot.pause(0.02)
     raise AssertionError("a table on screen did not finish measuring its rows")
+
+
+def _painted(screen: Screen[Any]) -> bool:
+    """No layout, scroll, repaint or widget update pending on the screen (Textual's own
+    flags, cleared when its compositor has drawn them)."""
+    return not (
+        screen._layout_required
+        or screen._scroll_required
+        or screen._repaint_required
+        or screen._recompose_required
+        or screen._dirty_widgets
+    )
 
 
 def _measured(table: DataTable[Any]) -> bool:

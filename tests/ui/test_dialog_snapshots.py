@@ -85,7 +85,6 @@ async def as_user(pilot: Pilot[None], user_id: str) -> None:
 async def shown(pilot: Pilot[None], kind: type[ModalScreen[Any]]) -> None:
     """Let the dialog's own thread work finish and be painted, and check it is on top."""
     await settle(pilot)
-    await pilot.pause(0.1)
     assert isinstance(pilot.app.screen, kind), pilot.app.screen
 
 

@@ -173,6 +173,5 @@ def test_security_alerts_snapshot(
         kiosk.site.clock.advance(30)  # type: ignore[attr-defined]
         await login(pilot, "admin", kiosk.users["admin"].password, kiosk.code("admin"))
         await _open_alerts(pilot)
-        await pilot.pause(0.1)
 
     assert snap_compare(kiosk.app(), terminal_size=size, run_before=run_before)

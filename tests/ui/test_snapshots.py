@@ -39,7 +39,6 @@ def as_operator(then: str | None = None) -> Callable[[Pilot[None]], Awaitable[No
             await pilot.pause()
             await pilot.press(then)
         await settle(pilot)
-        await pilot.pause(0.1)
 
     return run
 
@@ -54,7 +53,6 @@ def as_user(user: str, then: str | None = None) -> Callable[[Pilot[None]], Await
             await pilot.pause()
             await pilot.press(then)
         await settle(pilot)
-        await pilot.pause(0.1)
 
     return run
 
@@ -78,7 +76,7 @@ async def locked(pilot: Pilot[None]) -> None:
 async def menu(pilot: Pilot[None]) -> None:
     await as_operator()(pilot)
     await pilot.press("f1")
-    await pilot.pause()
+    await settle(pilot)
 
 
 async def audit_trail(pilot: Pilot[None]) -> None:
@@ -92,7 +90,7 @@ async def audit_trail(pilot: Pilot[None]) -> None:
             break
         await pilot.pause(0.05)
     assert not getattr(pilot.app.screen, "verifying", False), "verification did not finish"
-    await pilot.pause(0.1)
+    await settle(pilot)
 
 
 @pytest.mark.parametrize(
