@@ -69,10 +69,9 @@ from tests.integration.batch.support import (
     Driver,
     People,
     auth_services,
-    build_alarms,
-    build_engine,
     gateway_for,
     import_and_approve,
+    kiosk_services,
     record_training,
     verify_chain,
 )
@@ -370,15 +369,6 @@ async def loss_to_hold(
     site = open_site(site_dir, clock=clock)
     auth = auth_services(site)
     people = People.load(auth, clock, people_file)
-    from hmi.recipe.service import RecipeService
-
-    recipes = RecipeService(
-        engine=site.engine,
-        audit=site.audit,
-        clock=clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-    )
     gateway = gateway_for(
         client,
         sim.endpoint,
@@ -387,8 +377,8 @@ async def loss_to_hold(
         heartbeat_timeout_s=1.0,  # the product's default
     )
     await gateway.connect()
-    alarms = build_alarms(site, auth)
-    engine = build_engine(site, auth, recipes, gateway, alarms=alarms)
+    services = kiosk_services(site, auth, gateway)
+    alarms, engine = services.alarms, services.batches
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(engine.monitor()), loop.create_task(alarms.run(gateway))]
     driver = Driver(engine, people, gateway)

@@ -45,13 +45,16 @@ from hmi.audit.store import check_business_rows, trusted_keys, verify_database
 from hmi.audit.tables import audit_event
 from hmi.audit.verify import VerifyReport
 from hmi.batch.engine import BatchEngine
-from hmi.batch.settings import BatchSettings
 from hmi.clock import ManualClock
 from hmi.ebr.bundle import read_batch_bundle, verify_bundle_file
 from hmi.ebr.copies import BatchRecordCopies
-from hmi.recipe.service import RecipeService
 from hmi.site import Site, init_site, open_site
-from tests.integration.batch.support import People, auth_services, record_training
+from tests.integration.batch.support import (
+    People,
+    auth_services,
+    kiosk_services,
+    record_training,
+)
 
 RECIPE_ID = "BENCH-50"
 BATCH = "B-BENCH-0001"
@@ -91,10 +94,8 @@ async def build(site: Site, steps: int, events: int) -> BatchEngine:
     clock = site.clock
     auth = auth_services(site)
     people = People.create(auth, clock)
-    recipes = RecipeService(
-        engine=site.engine, audit=site.audit, clock=clock, sessions=auth.sessions,
-        signatures=auth.signatures,
-    )  # fmt: skip
+    services = kiosk_services(site, auth)
+    recipes = services.recipes
     importer = people.login("sup1")
     recipes.import_text(importer, recipe_text(steps), "bench.toml")
     qa = people["qa1"]
@@ -105,10 +106,7 @@ async def build(site: Site, steps: int, events: int) -> BatchEngine:
         session, RECIPE_ID, 1, password=qa.password, user_id=qa.user_id,
         totp=people.code(qa), accept_statement=True,
     )  # fmt: skip
-    engine = BatchEngine(
-        engine=site.engine, audit=site.audit, clock=clock, sessions=auth.sessions,
-        signatures=auth.signatures, plc=None, recipes=recipes, settings=BatchSettings(),
-    )  # fmt: skip
+    engine = services.batches
     operator = people.login("op1")
     engine.start_batch(operator, RECIPE_ID, 1, BATCH)
     for n in range(steps):

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -23,17 +23,13 @@ from textual.events import Event, Key, MouseDown
 from textual.screen import Screen
 from textual.theme import Theme
 
-from hmi.alarms.service import AlarmService
 from hmi.audit.chain import SYSTEM
 from hmi.auth.errors import SessionNotActive
 from hmi.auth.passwords import Argon2Parameters
 from hmi.auth.roles import Meaning
-from hmi.auth.services import AuthServices, build_auth_services
+from hmi.auth.services import AuthServices
 from hmi.auth.sessions import LockCause, Session, SessionState
-from hmi.batch.engine import BatchEngine
-from hmi.batch.journal import JOURNAL_FILE
 from hmi.batch.model import DeviationInfo, DeviationStatus
-from hmi.maintenance.service import ServiceModeService
 from hmi.plc.gateway import PlcGateway
 from hmi.plc.types import ConnectionState, ConnectionStateChanged, PlcAlarmEvent, TagValuesChanged
 from hmi.screens.alarms import AlarmsScreen
@@ -65,6 +61,7 @@ from hmi.screens.recipes import RecipesScreen
 from hmi.screens.security_alerts import SecurityAlertsScreen
 from hmi.screens.service_mode import ServiceModeScreen
 from hmi.screens.users import UsersScreen
+from hmi.services import build_services
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +218,6 @@ class HmiApp(App[None]):
         if self.ctx.batches is not None:
             # created after the first paint: the engine (and its PLC link) learn of it now
             self.ctx.batches.plc = gateway
-            self.ctx.batches.link.plc = gateway
         if self.ctx.maintenance is not None:
             self.ctx.maintenance.plc = gateway
         if self.ctx.batches is not None:
@@ -631,7 +627,6 @@ def make_app(
     gateway_factory: Callable[[], PlcGateway] | None = None,
     plc_ready: Callable[[], Awaitable[None]] | None = None,
     prepare: Callable[[], Sequence[DemoAccount]] | None = None,
-    recipes: Any = None,
     demo_accounts: Sequence[DemoAccount] = (),
     tz: tzinfo | None = None,
     argon2: Argon2Parameters | None = None,
@@ -641,48 +636,15 @@ def make_app(
 ) -> HmiApp:
     """Build the services of an opened site and the App that shows them; ``quit_warning``
     is added to the quit question (a throwaway demo site is deleted on quit)."""
-    from hmi.recipe.service import RecipeService
-
-    auth = auth or build_auth_services(
-        site.settings, site.engine, site.audit, site.clock, argon2=argon2
-    )
-    if recipes is None:
-        recipes = RecipeService(
-            engine=site.engine,
-            audit=site.audit,
-            clock=site.clock,
-            sessions=auth.sessions,
-            signatures=auth.signatures,
-        )
-    batch_settings = site.settings.batch
-    alarms = AlarmService(
-        engine=site.engine,
-        audit=site.audit,
-        clock=site.clock,
-        sessions=auth.sessions,
-        shelve_max=timedelta(minutes=batch_settings.shelve_max_minutes),
-    )
-    batches = BatchEngine(
-        engine=site.engine,
-        audit=site.audit,
-        clock=site.clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-        plc=gateway,
-        recipes=recipes,
-        settings=batch_settings,
-        alarms=alarms,
-        journal=site.settings.data_dir / JOURNAL_FILE,
-    )
-    maintenance = ServiceModeService(batches, site.audit, site.clock, auth.sessions, gateway)
+    services = build_services(site, gateway, auth=auth, argon2=argon2)
     ctx = HmiContext(
         site=site,
-        alarms=alarms,
-        batches=batches,
-        maintenance=maintenance,
-        auth=auth,
-        clock=site.clock,
-        recipes=recipes,
+        alarms=services.alarms,
+        batches=services.batches,
+        maintenance=services.maintenance,
+        auth=services.auth,
+        clock=services.clock,
+        recipes=services.recipes,
         gateway=gateway,
         demo_accounts=tuple(demo_accounts),
         tz=tz,

@@ -23,6 +23,7 @@ from hmi.auth.totp import code_at, code_for_step, new_secret, step_at
 from hmi.auth.users import IdentityVerification
 from hmi.clock import ManualClock
 from hmi.recipe.service import RecipeService
+from hmi.services import build_services
 from hmi.site import Site
 
 DEMO_FILE = "demo-accounts.json"
@@ -177,13 +178,7 @@ def seed_demo_site(
     clock = ManualClock(start)
     auth = build_auth_services(site.settings, site.engine, site.audit, clock, argon2=argon2)
     users = seed_accounts(auth)
-    recipes = RecipeService(
-        engine=site.engine,
-        audit=site.audit,
-        clock=clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-    )
+    recipes = build_services(site, clock=clock, auth=auth).recipes
     qa = next(u for u in users if u.role == Role.QA.value)
     supervisor = next(u for u in users if u.role == Role.SUPERVISOR.value)
     trainees = tuple(u.user_id for u in users if u.role in ("operator", "supervisor"))

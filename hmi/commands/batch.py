@@ -34,28 +34,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 def build_engine(site: Any) -> Any:
     """The batch engine as the command line uses it: the site's services, no PLC."""
-    from hmi.auth.services import build_auth_services
-    from hmi.batch.engine import BatchEngine
-    from hmi.recipe.service import RecipeService
+    from hmi.services import build_services
 
-    auth = build_auth_services(site.settings, site.engine, site.audit, site.clock)
-    recipes = RecipeService(
-        engine=site.engine,
-        audit=site.audit,
-        clock=site.clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-    )
-    return BatchEngine(
-        engine=site.engine,
-        audit=site.audit,
-        clock=site.clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-        plc=None,
-        recipes=recipes,
-        settings=site.settings.batch,
-    )
+    return build_services(site).batches
 
 
 def run_list(args: argparse.Namespace) -> int:

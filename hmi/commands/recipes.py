@@ -137,17 +137,9 @@ def translate_errors() -> Iterator[None]:
 
 
 def build_service(site: Site, auth: AuthServices) -> RecipeService:
-    from hmi.recipe.limits import limits_from_settings
-    from hmi.recipe.service import RecipeService
+    from hmi.services import build_services
 
-    return RecipeService(
-        engine=site.engine,
-        audit=site.audit,
-        clock=site.clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-        limits=limits_from_settings(site.settings),
-    )
+    return build_services(site, auth=auth).recipes
 
 
 def site_limits(args: argparse.Namespace) -> EquipmentLimits | None:

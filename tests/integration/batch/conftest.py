@@ -134,7 +134,7 @@ def alarms(site: Site, auth: AuthServices) -> AlarmService:
 def engine(
     site: Site, auth: AuthServices, recipes: RecipeService, gateway: Any, alarms: AlarmService
 ) -> BatchEngine:
-    return build_engine(site, auth, recipes, gateway, alarms=alarms)
+    return build_engine(site, auth, gateway)
 
 
 @pytest.fixture

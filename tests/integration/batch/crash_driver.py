@@ -30,16 +30,14 @@ from sqlalchemy import select
 from hmi.audit.chain import AuditLog
 from hmi.batch.journal import CommandJournal
 from hmi.batch.tables import plc_command
-from hmi.recipe.service import RecipeService
 from hmi.site import open_site
 from tests.integration.batch.support import (
     Driver,
     People,
     SteppingClock,
     auth_services,
-    build_alarms,
-    build_engine,
     gateway_for,
+    kiosk_services,
 )
 
 
@@ -95,10 +93,6 @@ async def main(args: argparse.Namespace) -> int:
     site = open_site(Path(args.site), clock=clock)
     auth = auth_services(site)
     people = People.load(auth, clock, Path(args.people))
-    recipes = RecipeService(
-        engine=site.engine, audit=site.audit, clock=clock, sessions=auth.sessions,
-        signatures=auth.signatures,
-    )  # fmt: skip
     root = Path(args.client_root)
     gateway = gateway_for(
         root, args.endpoint, root / "plc" / "pki" / "trusted" / "server.der",
@@ -129,8 +123,8 @@ async def main(args: argparse.Namespace) -> int:
             return result
 
         gateway.call = call
-    alarms = build_alarms(site, auth)
-    engine = build_engine(site, auth, recipes, gateway, alarms=alarms)
+    services = kiosk_services(site, auth, gateway)
+    alarms, engine = services.alarms, services.batches
     if args.recover:
         recovered = await engine.recover()
         ack(f"recovered {None if recovered is None else recovered.batch_id}")

@@ -26,7 +26,6 @@ from hmi.auth.totp import code_at, new_secret
 from hmi.auth.users import IdentityVerification
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import StepNotReady, StepOutOfOrder
-from hmi.batch.journal import JOURNAL_FILE
 from hmi.batch.model import DeviationInfo
 from hmi.batch.review import DISPOSITION_MEANINGS
 from hmi.batch.settings import BatchSettings
@@ -34,6 +33,7 @@ from hmi.config import SessionSettings
 from hmi.plc import PlcSettings
 from hmi.plc.asyncua_gateway import AsyncuaGateway
 from hmi.recipe.service import RecipeService
+from hmi.services import Services, build_services
 from hmi.site import Site
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -197,13 +197,7 @@ def record_training(auth: AuthServices, trainer: Session, user_id: str, recipe_i
 
 
 def import_and_approve(site: Site, auth: AuthServices, people: People) -> RecipeService:
-    recipes = RecipeService(
-        engine=site.engine,
-        audit=site.audit,
-        clock=site.clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-    )
+    recipes = kiosk_services(site, auth).recipes
     importer = people.login("sup1")
     recipes.import_file(importer, RECIPE_FILE)
     auth.sessions.logout(importer)
@@ -222,32 +216,19 @@ def import_and_approve(site: Site, auth: AuthServices, people: People) -> Recipe
     return recipes
 
 
-def build_engine(
-    site: Site,
-    auth: AuthServices,
-    recipes: RecipeService,
-    gateway: Any,
-    *,
-    alarms: AlarmService | None = None,
-) -> BatchEngine:
-    return BatchEngine(
-        engine=site.engine,
-        audit=site.audit,
-        clock=site.clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-        plc=gateway,
-        recipes=recipes,
-        settings=BatchSettings(),
-        alarms=alarms,
-        journal=site.settings.data_dir / JOURNAL_FILE,
-    )
+def kiosk_services(site: Site, auth: AuthServices, gateway: Any = None) -> Services:
+    """The services of one kiosk as the product wires them (:func:`hmi.services.build_services`),
+    with the tests' cheap password hashing (``auth``) and the default batch settings."""
+    return build_services(site, gateway, auth=auth, batch_settings=BatchSettings())
+
+
+def build_engine(site: Site, auth: AuthServices, gateway: Any) -> BatchEngine:
+    """The batch engine of a kiosk (started again: a new engine on the same site)."""
+    return kiosk_services(site, auth, gateway).batches
 
 
 def build_alarms(site: Site, auth: AuthServices) -> AlarmService:
-    return AlarmService(
-        engine=site.engine, audit=site.audit, clock=site.clock, sessions=auth.sessions
-    )
+    return kiosk_services(site, auth).alarms
 
 
 def gateway_for(

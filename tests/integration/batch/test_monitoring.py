@@ -86,7 +86,7 @@ async def test_restart_finds_a_run_the_plc_no_longer_knows(
     await driver.run(BATCH, stop_after="set-blend")
     await engine.start_step(driver.operator(), BATCH, "blend")
     await sim.acall(lambda server: server.reset_simulation())  # the PLC was power-cycled
-    restarted = build_engine(site, auth, recipes, gateway, alarms=alarms)
+    restarted = build_engine(site, auth, gateway)
     recovered = await restarted.recover()
     assert recovered is not None and recovered.batch_id == BATCH
     [mismatch] = restarted.deviations(BATCH)
@@ -123,7 +123,7 @@ async def test_restart_holds_a_blender_the_hmi_had_held(
     assert engine.get(BATCH).status is BatchStatus.HELD
     assert str((await gateway.read("state")).value) in ("Starting", "Execute")
     gateway.call = real_call
-    restarted = build_engine(site, auth, recipes, gateway, alarms=alarms)
+    restarted = build_engine(site, auth, gateway)
     await restarted.recover()
     assert str((await gateway.read("state")).value) in ("Holding", "Held")
     results = [(c.command, c.result) for c in restarted.record(BATCH).plc_commands]

@@ -120,7 +120,7 @@ async def test_a_write_never_sent_is_not_executed_though_the_value_matches(
         await engine.complete_step(driver.operator(), BATCH, "set-blend", {})
     monkeypatch.undo()
     assert commands(site, "write") == [(None, None)]
-    restarted = build_engine(site, auth, recipes, gateway)  # the terminal starts again
+    restarted = build_engine(site, auth, gateway)  # the terminal starts again
     await restarted.recover()
     [(result, detail)] = commands(site, "write")
     assert result == "not_executed", detail

@@ -91,13 +91,15 @@ class RealSite:
 
 @pytest.fixture
 def real_site(tmp_path: Path) -> Iterator[RealSite]:
-    """A site on the real clock; accounts enrolled a few TOTP steps in the past, so that each
-    can log in with the current code and sign with the next."""
+    """A site on the real clock, made and seeded 90 s in the past: accounts enrolled a few TOTP
+    steps back, so that each can log in with the current code and sign with the next, and its
+    records all before "now to the whole second", where a range that ends now ends (made in
+    the current second, none would be in that range)."""
     data = tmp_path / "site"
-    init_site(data, terminal_id="KIOSK-01", site_name="Review Site").close()
-    site = open_site(data)
+    early = ManualClock(datetime.now(UTC) - timedelta(seconds=90))
+    init_site(data, terminal_id="KIOSK-01", site_name="Review Site", clock=early).close()
+    site = open_site(data, clock=early)
     try:
-        early = ManualClock(datetime.now(UTC) - timedelta(seconds=90))
         auth = build_auth_services(
             site.settings, site.engine, site.audit, early, argon2=CHEAP_ARGON2
         )

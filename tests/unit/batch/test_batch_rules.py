@@ -66,7 +66,7 @@ def recipes(site: Site, auth: AuthServices, people: People) -> RecipeService:
 
 @pytest.fixture
 def engine(site: Site, auth: AuthServices, recipes: RecipeService) -> BatchEngine:
-    return build_engine(site, auth, recipes, None)
+    return build_engine(site, auth, None)
 
 
 def test_training_gate_follows_the_latest_record(site: Site, people: People) -> None:
