@@ -55,9 +55,20 @@ class EquipmentLimits:
     max_charge_kg: Decimal | None = None
     #: names the source in messages: "hmi.toml" or "the product defaults"
     source: str = "the product defaults"
+    #: the tags the site's tag map gives the PLC (None: every tag a recipe may name)
+    exposed: frozenset[str] | None = None
 
     def tag(self, name: str) -> TagRange | None:
         return self.tags.get(name)
+
+    def missing(self, name: str) -> str | None:
+        """Why a recipe may not use PLC tag ``name`` here (not in the tag map), or None."""
+        if self.exposed is None or name in self.exposed:
+            return None
+        return (
+            f"PLC tag {name!r} is not in this site's tag map (no [plc.tags.{name}] in"
+            f" {self.source}): the PLC does not expose it, so a batch would fail at this step"
+        )
 
     def where_tag(self, name: str) -> str:
         """Where a tag's range is configured, for messages."""
@@ -107,6 +118,7 @@ def limits_from_settings(settings: Settings, source: str | None = None) -> Equip
         tags=tags,
         max_charge_kg=_decimal(settings.equipment.max_charge_kg),
         source=source or "hmi.toml",
+        exposed=frozenset(settings.plc.tags),
     )
 
 

@@ -350,7 +350,13 @@ class Parameter(_Model):
                     "low", f"a duration must be longer than zero, got low {self.low} {self.unit}"
                 )
             )
-        issues += self.tag_range_issues(from_context(info.context))
+        limits = from_context(info.context)
+        for field in ("write_tag", "monitor_tag"):
+            tag = getattr(self, field)
+            missing = None if tag is None else limits.missing(tag)
+            if missing is not None:
+                issues.append(RuleIssue(field, missing))
+        issues += self.tag_range_issues(limits)
         _raise_issues(issues)
         return self
 
@@ -425,6 +431,13 @@ class PlcSignal(_Model):
 
     tag: TagName
     value: bool
+
+    @model_validator(mode="after")
+    def _exposed(self, info: ValidationInfo) -> PlcSignal:
+        missing = from_context(info.context).missing(self.tag)
+        if missing is not None:
+            _raise_issues([RuleIssue("tag", missing)])
+        return self
 
 
 class CheckStep(_Step):
@@ -663,6 +676,9 @@ class WaitStep(_Step):
                 )
             if not issues:
                 issues += self._range_issues(from_context(info.context))
+        missing = from_context(info.context).missing(self.tag)
+        if missing is not None:
+            issues.append(RuleIssue("tag", missing))
         _raise_issues(issues)
         return self
 

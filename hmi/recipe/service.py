@@ -406,7 +406,7 @@ class RecipeService:
         target = (RECORD_TYPE, entity_id(recipe_id, version))
         actor = self.sessions.authorize(session, "recipe.approve", entity=target)
         stored = self.get(recipe_id, version)  # checks the stored hash too
-        problem = self._approval_problem(stored.info)
+        problem = self._approval_problem(stored.info) or self._equipment_problem(stored)
         if problem is None and actor.user_id == stored.info.imported_by:
             problem = (
                 f"{actor.user_id} imported {recipe_id} v{version} and cannot also approve it"
@@ -531,6 +531,18 @@ class RecipeService:
                 f"{info.recipe_id} v{effective['version']} is effective and newer than"
                 f" v{info.version}; an older version cannot replace it"
             )
+        return None
+
+    def _equipment_problem(self, stored: StoredRecipe) -> str | None:
+        """The version against this site's equipment as it is now (its tag map may have
+        changed since the import): a recipe the PLC cannot run is refused at approval, not
+        found out mid-batch."""
+        name = f"{stored.info.recipe_id} v{stored.info.version}"
+        try:
+            load_recipe_text(stored.content, name, self.limits)
+        except RecipeInvalid as exc:
+            problems = "; ".join(str(p) for p in exc.problems)
+            return f"{name} does not fit this site's equipment: {problems}"
         return None
 
     # -- retire -------------------------------------------------------------------------

@@ -44,7 +44,10 @@ async def tables_measured(pilot: Pilot[None]) -> None:
 
 def _painted(screen: Screen[Any]) -> bool:
     """No layout, scroll, repaint or widget update pending on the screen (Textual's own
-    flags, cleared when its compositor has drawn them)."""
+    flags, cleared when its compositor has drawn them); an App that is closing paints nothing
+    more, so there is nothing to wait for."""
+    if screen.app._exit:
+        return True
     return not (
         screen._layout_required
         or screen._scroll_required
