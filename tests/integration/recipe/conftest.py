@@ -21,6 +21,7 @@ from hmi.auth.totp import code_at, new_secret
 from hmi.auth.users import IdentityVerification
 from hmi.clock import ManualClock
 from hmi.recipe.service import RecipeService
+from hmi.services import build_services
 from hmi.site import Site
 
 CHEAP_ARGON2 = Argon2Parameters(time_cost=1, memory_kib=1024, parallelism=1)
@@ -108,13 +109,8 @@ def people(auth: AuthServices, clock: ManualClock) -> People:
 
 @pytest.fixture
 def recipes(site: Site, auth: AuthServices) -> RecipeService:
-    return RecipeService(
-        engine=site.engine,
-        audit=site.audit,
-        clock=site.clock,
-        sessions=auth.sessions,
-        signatures=auth.signatures,
-    )
+    """The site's recipe service as the kiosk and the command line build it."""
+    return build_services(site, auth=auth).recipes
 
 
 @pytest.fixture
