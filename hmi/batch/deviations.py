@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from hmi.audit.chain import Actor
+from hmi.audit.chain import SYSTEM, Actor
 from hmi.auth.roles import Meaning, allowed
 from hmi.auth.signatures import Signature
 from hmi.batch.core import (
@@ -318,6 +318,17 @@ class DeviationHandling(EngineCore):
                     update(deviation)
                     .where(deviation.c.deviation_id == deviation_id)
                     .values(action_done=1)
+                )
+                # An event about the deviation: the record of its batch binds the row by it
+                self.audit.record(
+                    conn,
+                    "deviation.action.done",
+                    SYSTEM,
+                    entity=entity,
+                    field="action_done",
+                    old_value="0",
+                    new_value="1",
+                    details={"batch_id": info.batch_id, "action": "parameter", "name": name},
                 )
         self._changed()
         return self.deviation(deviation_id)
