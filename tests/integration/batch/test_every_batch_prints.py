@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hmi.alarms.service import AlarmService
 from hmi.auth.roles import Meaning
 from hmi.batch.engine import BatchEngine
-from hmi.batch.errors import DeviationOpen, StepNotReady
+from hmi.batch.errors import BatchHeld, DeviationOpen, StepNotReady
 from hmi.batch.model import BatchStatus, DeviationStatus
 from hmi.batch.report import render_record
 from hmi.clock import ManualClock
@@ -63,6 +63,10 @@ class Script:
     abort_at: str | None  # a supervisor aborts here: the batch ends aborted
     out_of_spec: bool  # a blend-uniformity result outside 90-110 %
     release: bool  # QA dispositions, reviews and releases a finished batch
+    minutes: str | None = None  # a supervisor's F4 change of blend_time before "set-blend"
+    quantity: str | None = None  # the magnesium stearate quantity corrected after its charge
+    skip: str | None = None  # this step is skipped (the operator asks, a supervisor co-signs)
+    override_wait: bool = False  # the lid sensor fails at "lid-interlock": step overridden
 
 
 STEPS = st.sampled_from(STEP_IDS)
@@ -77,6 +81,11 @@ SCRIPTS = st.builds(
     abort_at=st.none() | st.sampled_from(STEP_IDS[1:]),
     out_of_spec=st.booleans(),
     release=st.booleans(),
+    minutes=st.sampled_from([None, "14.5", "17"]),  # 17 is outside 14-16: co-signed
+    quantity=st.sampled_from([None, "0.91", "0.80"]),  # 0.80 is outside 0.882-0.918 kg
+    # steps whose skipping leaves every later step possible
+    skip=st.none() | st.sampled_from(["lid-interlock", "stopped", "bu-samples", "discharge"]),
+    override_wait=st.booleans(),
 )
 
 
@@ -152,11 +161,25 @@ async def resume(kiosk: Kiosk) -> None:
 
 async def do_step(kiosk: Kiosk, script: Script, step_id: str) -> None:
     engine, driver, plc = kiosk.engine, kiosk.driver, kiosk.plc
-    if step_id == "set-blend" and script.speed is not None:
-        await engine.change_parameter(
-            kiosk.people.login("sup1"), BATCH, "blend_speed", script.speed, "granulate coarser"
+    if script.skip == step_id:
+        engine.request_skip(driver.operator(), BATCH, step_id, "PROCESS", "not needed today")
+        await handled(kiosk)
+        return
+    if step_id == "lid-interlock" and script.override_wait:
+        plc.report(lid_closed=False)  # the switch fails although the lid is closed
+        engine.request_override(
+            driver.operator(), BATCH, step_id, "EQUIPMENT", "lid switch faulty, lid checked"
         )
         await handled(kiosk)
+        plc.report(lid_closed=True)  # the switch is mended before the blend
+        return
+    if step_id == "set-blend":
+        for name, value in (("blend_speed", script.speed), ("blend_time", script.minutes)):
+            if value is not None:
+                await engine.change_parameter(
+                    kiosk.people.login("sup1"), BATCH, name, value, "granulate coarser"
+                )
+                await handled(kiosk)
     if step_id == "blend":
         await engine.start_step(driver.operator(), BATCH, "blend")
         plc.advance(BLEND_S / 3)
@@ -187,14 +210,16 @@ async def do_step(kiosk: Kiosk, script: Script, step_id: str) -> None:
 
 async def complete(kiosk: Kiosk, action: Any) -> None:
     """Do a step; a deviation blocking it is handled first (the operator's reason, the
-    supervisor's co-signature), then it is done again."""
+    supervisor's co-signature, a resume if it held the batch), then it is done again."""
     for _ in range(5):
         try:
             await action()
-            return
-        except (DeviationOpen, StepNotReady):
-            await handled(kiosk)
-            await settled(lambda: True, "a turn")
+        except (DeviationOpen, StepNotReady, BatchHeld):
+            await resume(kiosk)
+            continue
+        if kiosk.engine.get(BATCH).status is BatchStatus.HELD:
+            await resume(kiosk)  # the step held the batch as it completed (a critical result)
+        return
     await action()
 
 
@@ -222,13 +247,18 @@ async def run_script(kiosk: Kiosk, script: Script) -> None:
             continue  # completed by the engine itself (a wait step) meanwhile
         async with running(kiosk.services, kiosk.plc):
             await do_step(kiosk, script, step_id)
-        if step_id == "charge-mgst" and script.correct_lot:
-            [lot] = [
-                v for v in engine.values(BATCH) if v.name == "lot" and v.value == "MG-2026-117"
-            ]
-            engine.correct_value(
-                driver.operator(), BATCH, lot.value_id, "MG-2026-118", "lot read off the wrong bag"
-            )
+        if step_id == "charge-mgst" and script.skip != step_id:
+            for name, old, new in (
+                ("lot", "MG-2026-117", "MG-2026-118" if script.correct_lot else None),
+                ("quantity", "0.90", script.quantity),
+            ):
+                if new is None:
+                    continue
+                [value] = [v for v in engine.values(BATCH) if v.name == name and v.value == old]
+                engine.correct_value(
+                    driver.operator(), BATCH, value.value_id, new, "read off the wrong bag"
+                )
+            await handled(kiosk)
 
 
 def release(kiosk: Kiosk) -> None:
@@ -255,6 +285,7 @@ def release(kiosk: Kiosk) -> None:
 # marked its deviation done in a transaction without an event about the deviation, so the
 # batch's record no longer matched its trail and could not be printed.
 @example(script=Script("14.5", False, None, False, False, None, None, False, True))
+@example(script=Script(None, True, None, False, False, None, None, False, True, "17", "0.80"))
 def test_every_generated_batch_prints_and_verifies(tmp_path_factory: Any, script: Script) -> None:
     root = tmp_path_factory.mktemp("batch")
     asyncio.run(_check(root, script))
