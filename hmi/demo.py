@@ -174,7 +174,7 @@ def seed_demo_site(
     times are those few minutes earlier.
     """
     files = shipped_recipe_files() if files is None else files
-    start = site.clock.now() - STEP * (len(files) + 5)
+    start = site.clock.now() - STEP * (len(files) + 6)
     clock = ManualClock(start)
     auth = build_auth_services(site.settings, site.engine, site.audit, clock, argon2=argon2)
     users = seed_accounts(auth)
@@ -183,6 +183,18 @@ def seed_demo_site(
     supervisor = next(u for u in users if u.role == Role.SUPERVISOR.value)
     trainees = tuple(u.user_id for u in users if u.role in ("operator", "supervisor"))
     approve_recipes(auth, recipes, supervisor, qa, files, clock, trainees)
+    # QA signs the review step of a recipe (the cleaning record): trained on the recipes too,
+    # recorded by the supervisor (nobody records their own training)
+    assert supervisor.totp_secret is not None
+    clock.advance(STEP)
+    session = auth.sessions.login(
+        supervisor.user_id, supervisor.password, code_at(supervisor.totp_secret, clock.now())
+    )
+    try:
+        for recipe_id in sorted({info.recipe_id for info in recipes.list_versions()}):
+            record_training(auth, session, qa.user_id, recipe_id)
+    finally:
+        auth.sessions.logout(session)
     return users
 
 

@@ -67,6 +67,9 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = MappingProxyType(
         # production: batches and their steps
         "batch.start": _roles(_O, _S),
         "batch.step.complete": _roles(_O, _S),
+        # a signature step is completed by the person who signs it, of the role the recipe
+        # names there (a QA review of a cleaning record, for instance)
+        "batch.step.sign": _roles(_O, _S, _Q),
         "batch.hold": _roles(_O, _S),
         "batch.resume": _roles(_S),
         "batch.abort": _roles(_S),

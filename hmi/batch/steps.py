@@ -62,6 +62,7 @@ from hmi.batch.tables import (
 from hmi.batch.training import is_trained
 from hmi.clock import to_utc_text
 from hmi.db import read_only
+from hmi.recipe.errors import RecipeError
 from hmi.recipe.model import (
     ChargeStep,
     CheckStep,
@@ -339,11 +340,22 @@ class StepExecution(PendingCommands):
         """
         actor = self.sessions.authorize(
             session,
-            "batch.step.complete",
+            self.completion_permission(batch_id, step_id),
             entity=(BATCH_RECORD, batch_id),
             details={"step_id": step_id},
         )
         return await self._complete_step(actor, batch_id, step_id, dict(data or {}), signatures)
+
+    def completion_permission(self, batch_id: str, step_id: str) -> str:
+        """What completing this step needs: a signature step is completed by the person who
+        signs it (``batch.step.sign``, whose signature the step then checks against the role
+        the recipe names), every other step by production (``batch.step.complete``)."""
+        try:
+            recipe = self.recipe_of(self.get(batch_id))
+            step = next((s for s in recipe.steps if s.id == step_id), None)
+        except (BatchError, RecipeError):
+            step = None  # an unknown batch or recipe is refused by the completion itself
+        return "batch.step.sign" if isinstance(step, SignatureStep) else "batch.step.complete"
 
     async def complete_wait_step(self, batch_id: str) -> bool:
         """Complete the current wait step of a running batch once its PLC condition is met,

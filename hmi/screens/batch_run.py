@@ -198,6 +198,8 @@ class BatchRunScreen(HmiScreen):
                 return False
             return None if self.info is None or not self.info.active else True
         needed = self.ACTION_PERMISSIONS.get(action)
+        if action == "complete_step" and self.current is not None:
+            needed = "batch.step.sign" if isinstance(self.current.step, SignatureStep) else needed
         if needed is None:
             return True
         if not self.ctx.may(needed):

@@ -10,16 +10,20 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from hmi.auth.errors import PermissionDenied
+from hmi.auth.roles import Meaning
 from hmi.batch.engine import BatchEngine
-from hmi.batch.errors import PlcCommandFailed
+from hmi.batch.errors import PlcCommandFailed, SignatureProblem
 from hmi.batch.model import BatchStatus, DeviationKind
 from hmi.batch.report import render_record
 from hmi.plc.fake import FakeGateway, Refusal
 from hmi.site import Site
 from tests.integration.batch.support import (
+    RECIPE_ID,
     Driver,
     People,
     monitoring,
+    record_training,
     verify_chain,
 )
 
@@ -142,3 +146,24 @@ async def test_losing_the_plc_during_the_blend_holds_the_batch(
     assert lost.description == (
         "communication with the PLC lost during the run: network cable pulled"
     )
+
+
+async def test_a_signature_step_is_completed_by_the_signer_and_only_such_a_step(
+    engine: BatchEngine, driver: Driver, people: People
+) -> None:
+    """The signing rule decides who completes a signature step (batch.step.sign): QA may
+    complete one, but only one that names QA; production steps stay production's."""
+    driver.start(BATCH)
+    qa = people.login("qa1")
+    with pytest.raises(PermissionDenied, match=r"batch\.step\.complete"):
+        await engine.complete_step(qa, BATCH, "line-clearance", {"confirmed": True})
+    await driver.run(BATCH, stop_after="sign-performed")
+    record_training(people.auth, people.login("sup1"), "qa1", RECIPE_ID)
+    assert engine.completion_permission(BATCH, "sign-verified") == "batch.step.sign"
+    assert engine.completion_permission(BATCH, "discharge") == "batch.step.complete"
+    qa = people.login("qa1")
+    ref = engine.step_record(BATCH, "sign-verified", {})
+    signature = people.sign(qa, ref, Meaning.VERIFIED)
+    with pytest.raises(SignatureProblem, match="signed by the logged-in supervisor"):
+        await engine.complete_step(qa, BATCH, "sign-verified", {}, signatures=[signature])
+    assert engine.current_step(BATCH) is not None
