@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,13 +22,13 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hmi.alarms.service import AlarmService
 from hmi.auth.roles import Meaning
 from hmi.batch.engine import BatchEngine
 from hmi.batch.errors import BatchHeld, DeviationOpen, StepNotReady
 from hmi.batch.model import BatchStatus, DeviationStatus
 from hmi.batch.report import render_record
 from hmi.clock import ManualClock
+from hmi.demo_batches import supervising
 from hmi.ebr.bundle import read_batch_bundle
 from hmi.ebr.copies import BatchRecordCopies
 from hmi.plc.fake import FakeGateway
@@ -119,22 +119,6 @@ def fresh_site(root: Path) -> Iterator[tuple[Site, People, Any]]:
         yield site, people, auth
     finally:
         site.close()
-
-
-@contextlib.asynccontextmanager
-async def running(services: Services, plc: FakeGateway) -> AsyncIterator[None]:
-    """The engine's monitor and the alarm service's subscription, as the kiosk runs them."""
-    loop = asyncio.get_running_loop()
-    alarms: AlarmService = services.alarms
-    tasks = [loop.create_task(services.batches.monitor()), loop.create_task(alarms.run(plc))]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def settled(check: Any, what: str) -> None:
@@ -245,7 +229,7 @@ async def run_script(kiosk: Kiosk, script: Script) -> None:
         current = engine.current_step(BATCH)
         if current is None or current.step_id != step_id:
             continue  # completed by the engine itself (a wait step) meanwhile
-        async with running(kiosk.services, kiosk.plc):
+        async with supervising(kiosk.services, kiosk.plc):
             await do_step(kiosk, script, step_id)
         if step_id == "charge-mgst" and script.skip != step_id:
             for name, old, new in (
