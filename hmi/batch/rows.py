@@ -4,6 +4,7 @@ to canonical text, and what signatures over batch records cover."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -55,6 +56,38 @@ def decimal_of(value: TagValue | Decimal | str | None, what: str) -> Decimal:
         raise StepDataInvalid(f"{what}: expected a number, got {value!r}") from None
     if not number.is_finite():
         raise StepDataInvalid(f"{what}: expected a finite number, got {value!r}")
+    return number
+
+
+#: What a person may type for a number: digits with at most one decimal point or comma.
+_ENTERED = re.compile(r"-?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)")
+#: More significant digits than any scale or assay gives: a paste or a scanner error.
+MAX_ENTERED_DIGITS = 15
+
+
+def entered_number(value: object, what: str, *, negative: bool = False) -> Decimal:
+    """A number a person entered: the one rule the batch screen checks as it is typed and the
+    engine accepts. Digits with at most one decimal point or comma (``99.8`` or ``99,8``); no
+    exponent (``1e2``), no thousands separator, no ``+``, no sign at all unless ``negative``
+    (a setpoint may be below zero; a weight, a quantity or a result never)."""
+    if isinstance(value, Decimal):
+        value = format(value, "f") if value.is_finite() else str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise StepDataInvalid(f"{what}: enter a number")
+    text = value.strip()
+    if _ENTERED.fullmatch(text) is None:
+        raise StepDataInvalid(
+            f"{what}: {text!r} is not a number as entered here: write digits with one decimal"
+            " point or comma (180.5 or 180,5)"
+        )
+    if text.startswith("-") and not negative:
+        raise StepDataInvalid(f"{what}: {text!r} is below zero, which a {what} cannot be")
+    number = Decimal(text.replace(",", "."))
+    if len(number.as_tuple().digits) > MAX_ENTERED_DIGITS:
+        raise StepDataInvalid(
+            f"{what}: {text!r} has more than {MAX_ENTERED_DIGITS} digits (pasted or scanned by"
+            " mistake?)"
+        )
     return number
 
 

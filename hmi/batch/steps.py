@@ -50,6 +50,7 @@ from hmi.batch.rows import (
     batch_info,
     decimal_of,
     digest,
+    entered_number,
     plc_to_parameter,
     tag_unit,
     text_of,
@@ -639,7 +640,7 @@ class StepExecution(PendingCommands):
                 values.append(NewValue("lot", lot, "entered"))
             low, high = step.acceptance_range()
             if step.weighing == "manual":
-                quantity = decimal_of(data.get("quantity"), "quantity")
+                quantity = entered_number(data.get("quantity"), "quantity")
                 source = "entered"
             else:
                 if step_row is None:
@@ -747,7 +748,7 @@ class StepExecution(PendingCommands):
                     + (f"; unknown {', '.join(map(str, extra))}" if extra else "")
                 )
             for sample_id in step.sample_ids:
-                value = decimal_of(results[sample_id], f"result {sample_id}")
+                value = entered_number(results[sample_id], f"result {sample_id}")
                 ok = step.accepts(value)
                 values.append(
                     NewValue(
@@ -984,7 +985,7 @@ class StepExecution(PendingCommands):
                 text = new_value.strip()
                 in_limits: bool | None = None
                 if old["low"] is not None and old["high"] is not None:
-                    number = decimal_of(text, str(old["name"]))
+                    number = entered_number(text, str(old["name"]))
                     text = text_of(number)
                     in_limits = Decimal(old["low"]) <= number <= Decimal(old["high"])
                 result = conn.execute(
@@ -1088,7 +1089,7 @@ class StepExecution(PendingCommands):
                 {"parameter": name},
             )
             raise StepDataInvalid(f"{name!r} is not a parameter of this recipe that can be set")
-        wanted = decimal_of(value, name)
+        wanted = entered_number(value, name, negative=True)
         old = await self.link.read(parameter.write_tag)
         old_value = plc_to_parameter(parameter, old.value)
         index = min(info.current_step, info.step_count - 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, Static
 
 from hmi.auth.roles import Meaning
 from hmi.batch.by_hand import HandAction, do_by_hand, hand_actions
+from hmi.batch.errors import StepDataInvalid
 from hmi.batch.model import (
     FINAL_STATUSES,
     BatchInfo,
@@ -27,7 +28,7 @@ from hmi.batch.model import (
     RecordedValue,
     StepRecord,
 )
-from hmi.batch.rows import plc_to_parameter
+from hmi.batch.rows import entered_number, plc_to_parameter
 from hmi.recipe.model import (
     ChargeStep,
     CheckStep,
@@ -47,11 +48,21 @@ from hmi.screens.modals.form import Field, FormDialog
 from hmi.widgets.step_list import StepLine, StepList
 
 
-def _number(text: str) -> Decimal | None:
+def _number(text: str, *, negative: bool = False) -> Decimal | None:
+    """The number typed, by the engine's own rule (``entered_number``), or None."""
     try:
-        return Decimal(text.strip().replace(",", "."))
-    except (InvalidOperation, ValueError):
+        return entered_number(text, "value", negative=negative)
+    except StepDataInvalid:
         return None
+
+
+def _why_not_number(text: str, what: str, *, negative: bool = False) -> str | None:
+    """What is wrong with a typed number, in the engine's words, or None."""
+    try:
+        entered_number(text, what, negative=negative)
+    except StepDataInvalid as exc:
+        return str(exc)
+    return None
 
 
 _LIST_ITEM = re.compile(r"\s*(?:[-*•]|\d+[.)])\s")
@@ -74,13 +85,8 @@ def reflow(text: str) -> str:
 
 
 def charge_range(step: ChargeStep) -> tuple[Decimal, Decimal]:
-    """The accepted quantity (display only: the engine decides)."""
-    target = Decimal(step.target)
-    if step.tolerance_abs is not None:
-        band = Decimal(step.tolerance_abs)
-    else:
-        band = target * Decimal(step.tolerance_pct or 0) / 100
-    return target - band, target + band
+    """The accepted quantity: the recipe model's own rule, which the engine applies."""
+    return step.acceptance_range()
 
 
 class BatchRunScreen(HmiScreen):
@@ -396,7 +402,8 @@ class BatchRunScreen(HmiScreen):
         if value and (name == "quantity" or name.startswith("sample-")):
             number = _number(value)
             if number is None:
-                message = "not a number"
+                why = _why_not_number(value, "quantity" if name == "quantity" else "result")
+                message = (why or "not a number").split(": ", 1)[-1]
             else:
                 if isinstance(step, ChargeStep):
                     low, high = charge_range(step)
@@ -655,7 +662,7 @@ class BatchRunScreen(HmiScreen):
 
     def _ask_parameter_value(self, name: str, parameter: Parameter) -> None:
         def check_number(text: str) -> str | None:
-            return None if _number(text) is not None else f"'{text.strip()}' is not a number."
+            return _why_not_number(text, name, negative=True)
 
         note = (
             f"{name}: setpoint now {self._setpoint_now(parameter)} {parameter.unit};"
@@ -810,9 +817,7 @@ class BatchRunScreen(HmiScreen):
         )
 
         def check_number(text: str) -> str | None:
-            if not limits or _number(text) is not None:
-                return None
-            return f"'{text.strip()}' is not a number."
+            return _why_not_number(text, old.name) if limits else None
 
         fields = [
             Field("value", f"New value{f' ({old.unit})' if old.unit else ''}", check=check_number),

@@ -100,7 +100,10 @@ async def test_parameter_change_within_limits_then_outside_cosigned(
         await choose(pilot, "f4", "blend_speed")
         assert "limits 10..14 rpm" in dialog_text(pilot)
         await fill_form(pilot, {"value": "fast", "text": "granulate bridges at 12 rpm"})
-        assert text_of(pilot, "#form-message") == "'fast' is not a number."
+        assert text_of(pilot, "#form-message") == (
+            "blend_speed: 'fast' is not a number as entered here: write digits with one"
+            " decimal point or comma (180.5 or 180,5)"
+        )
         await submit_form(pilot)
         assert isinstance(app.screen, FormDialog)  # refused: nothing was sent
         await fill_form(pilot, {"value": "13"})

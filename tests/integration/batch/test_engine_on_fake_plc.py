@@ -167,3 +167,23 @@ async def test_a_signature_step_is_completed_by_the_signer_and_only_such_a_step(
     with pytest.raises(SignatureProblem, match="signed by the logged-in supervisor"):
         await engine.complete_step(qa, BATCH, "sign-verified", {}, signatures=[signature])
     assert engine.current_step(BATCH) is not None
+
+
+async def test_a_quantity_typed_with_a_decimal_comma_is_the_number_recorded(
+    engine: BatchEngine, driver: Driver, people: People
+) -> None:
+    """What the screen checks as it is typed is what the engine accepts: 0,90 is 0.90."""
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="charge-granulate")
+    data = {"lot": "MG-2026-117", "quantity": "0,90"}
+    session = driver.operator()
+    ref = engine.step_record(BATCH, "charge-mgst", data)
+    performed = people.sign(session, ref, Meaning.PERFORMED)
+    verified = people.cosign(session, performed, "sup1", Meaning.VERIFIED)
+    await engine.complete_step(
+        session, BATCH, "charge-mgst", data, signatures=[performed, verified]
+    )
+    [quantity] = [
+        v for v in engine.values(BATCH) if (v.name, v.step_id) == ("quantity", "charge-mgst")
+    ]
+    assert (quantity.value, quantity.in_limits) == ("0.90", True)
