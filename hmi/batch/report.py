@@ -12,6 +12,7 @@ from datetime import tzinfo
 
 from hmi.auth.signatures import manifestation
 from hmi.batch.model import BatchInfo, BatchRecord, DeviationInfo, RecordedValue
+from hmi.batch.rows import shown_value, step_places
 from hmi.clock import to_local_text
 
 
@@ -30,12 +31,23 @@ def batch_line(info: BatchInfo) -> str:
     )
 
 
-def _value_text(value: RecordedValue, by_id: dict[int, RecordedValue]) -> str:
+PRECISION_NOTE = (
+    "readings are printed with the recipe's precision; typed values as typed; the electronic"
+    " copy holds every value as recorded"
+)
+
+
+def _value_text(
+    value: RecordedValue, by_id: dict[int, RecordedValue], places: dict[tuple[int, str | None], int]
+) -> str:
     unit = f" {value.unit}" if value.unit else ""
     limits = f"  [{value.low}..{value.high}]" if value.low is not None else ""
     verdict = "" if value.in_limits is None else ("  ok" if value.in_limits else "  OUT OF LIMITS")
+    shown = shown_value(
+        value.value, value.source, value.low, value.high, places.get((value.step_index, value.unit))
+    )
     text = (
-        f"{value.name} = {value.value}{unit}{limits}{verdict}  ({value.source},"
+        f"{value.name} = {shown}{unit}{limits}{verdict}  ({value.source},"
         f" {value.recorded_by}, {_when(value.recorded_at)})"
     )
     if value.replaces_id is not None:
@@ -96,14 +108,15 @@ def render_record(record: BatchRecord, *, tz: tzinfo | None = None) -> list[str]
         lines.append(f"{info.status.label.capitalize()} {_when(info.decided_at)} by"
                      f" {info.decided_by}{reason}")  # fmt: skip
     by_id = {v.value_id: v for v in record.values}
-    lines += ["", "Steps"]
+    places = step_places(record.values)
+    lines += ["", "Steps", f"  ({PRECISION_NOTE})"]
     for step in record.steps:
         who = f" by {step.performed_by} {_when(step.completed_at)}" if step.performed_by else ""
         flag = f" (deviation {step.deviation_id})" if step.deviation_id else ""
         lines.append(f"  {step.index + 1:>2}. {step.title} [{step.status.value}]{who}{flag}")
         for value in record.values:
             if value.step_index == step.index:
-                lines.append("      " + _value_text(value, by_id))
+                lines.append("      " + _value_text(value, by_id, places))
     lines += ["", f"Deviations ({len(record.deviations)})"]
     for item in record.deviations:
         lines.extend(_deviation_lines(item))

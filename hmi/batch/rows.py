@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -89,6 +89,68 @@ def entered_number(value: object, what: str, *, negative: bool = False) -> Decim
             " mistake?)"
         )
     return number
+
+
+def places_of(*bounds: str | None) -> int | None:
+    """The decimals a recipe states a value with: the most any of its limits has (``178.2``
+    -> 1, ``840`` -> 0); None without limits."""
+    found: list[int] = []
+    for bound in bounds:
+        if bound is None:
+            continue
+        try:
+            exponent = Decimal(bound).as_tuple().exponent
+        except InvalidOperation:
+            continue
+        if isinstance(exponent, int):
+            found.append(max(0, -exponent))
+    return max(found) if found else None
+
+
+def shown_value(
+    value: str, source: str, low: str | None, high: str | None, places: int | None = None
+) -> str:
+    """A recorded value as a record prints it: a reading or a computed value with the
+    recipe's precision (its limits' decimals, or ``places`` for a reading of the same
+    quantity without limits, a tare or a gross weight), never so that it reads differently
+    against its limits than it is (181.84 against 178.2..181.8 prints 181.84, not 181.8).
+    What a person typed is printed as typed, and the electronic copy keeps every value
+    exactly as recorded."""
+    wanted = places_of(low, high) if (low is not None or high is not None) else places
+    if source == "entered" or wanted is None:
+        return value
+    try:
+        exact = Decimal(value)
+    except InvalidOperation:
+        return value
+    exponent = exact.as_tuple().exponent
+    if not isinstance(exponent, int) or -exponent <= wanted:
+        return value  # not finite, or no more decimals than the recipe states
+
+    def side(number: Decimal) -> int:
+        if low is not None and number < Decimal(low):
+            return -1
+        if high is not None and number > Decimal(high):
+            return 1
+        return 0
+
+    for more in range(wanted, wanted + 12):
+        rounded = exact.quantize(Decimal(1).scaleb(-more))
+        if side(rounded) == side(exact):
+            return format(rounded, "f")
+    return value
+
+
+def step_places(values: Iterable[Any]) -> dict[tuple[int, str | None], int]:
+    """The precision of each step's quantities by unit, from its values that have limits (a
+    charge's quantity gives its tare and gross weight theirs)."""
+    found: dict[tuple[int, str | None], int] = {}
+    for value in values:
+        places = places_of(value.low, value.high)
+        if places is not None:
+            key = (value.step_index, value.unit)
+            found[key] = max(places, found.get(key, 0))
+    return found
 
 
 def text_of(value: Any) -> str:

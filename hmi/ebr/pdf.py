@@ -15,7 +15,9 @@ from typing import Any, cast
 
 from fpdf import FPDF
 
+from hmi.batch.report import PRECISION_NOTE
 from hmi.batch.review import DISPOSITION_MEANINGS
+from hmi.batch.rows import shown_value, step_places
 from hmi.clock import from_utc_text, to_local_text
 from hmi.ebr.model import Deviation, EbrRecord, Step, Value
 
@@ -300,7 +302,9 @@ def _summary(pdf: RecordPdf, record: EbrRecord) -> None:
     pdf.pairs(items, label_width=55)
 
 
-def _value_row(value: Value, record: EbrRecord) -> list[str]:
+def _value_row(
+    value: Value, record: EbrRecord, places: dict[tuple[int, str | None], int]
+) -> list[str]:
     limits = f"{_or(value.low)} .. {_or(value.high)}" if value.low or value.high else "-"
     verdict = (
         "-" if value.in_limits is None else ("in limits" if value.in_limits else "OUT OF LIMITS")
@@ -318,7 +322,13 @@ def _value_row(value: Value, record: EbrRecord) -> list[str]:
         flags.append("LATE ENTRY")
     return [
         f"#{value.value_id} {value.name}",
-        value.value,
+        shown_value(
+            value.value,
+            value.source,
+            value.low,
+            value.high,
+            places.get((value.step_index, value.unit)),
+        ),
         _or(value.unit),
         limits,
         verdict,
@@ -329,6 +339,7 @@ def _value_row(value: Value, record: EbrRecord) -> list[str]:
 
 def _steps(pdf: RecordPdf, record: EbrRecord) -> None:
     pdf.heading("Steps, values and who performed them")
+    pdf.para(PRECISION_NOTE[0].upper() + PRECISION_NOTE[1:] + ".")
     by_id = {s.signature_id: s for s in record.signatures}
     for step in record.steps:
         _step(pdf, record, step, by_id)
@@ -351,11 +362,12 @@ def _step(pdf: RecordPdf, record: EbrRecord, step: Step, by_id: dict[str, Any]) 
             items.append(("Signed", found.manifestation))
     pdf.pairs(items, label_width=28)
     values = record.values_of(step.index)
+    places = step_places(values)
     if values:
         pdf.grid(
             ("Value", "Recorded", "Unit", "Limits", "Result", "Recorded by, when", "Flags"),
             (26, 18, 10, 20, 16, 46, 44),
-            [_value_row(v, record) for v in values],
+            [_value_row(v, record, places) for v in values],
         )
 
 
