@@ -29,6 +29,7 @@ from hmi.auth.roles import Meaning
 from hmi.auth.sessions import Session, SessionState
 from hmi.auth.signatures import RecordRef, Signature
 from hmi.auth.totp import code_at
+from hmi.batch import step_kinds
 from hmi.batch.errors import BatchHeld, DeviationOpen, StepNotReady, StepOutOfOrder
 from hmi.batch.model import BatchStatus, DeviationStatus
 from hmi.batch.review import DISPOSITION_MEANINGS
@@ -180,7 +181,7 @@ class Generator:
         if isinstance(step, CheckStep):
             if step.plc_signal is not None:  # the operator puts it right, then confirms
                 await self.make(step.plc_signal.tag, step.plc_signal.value)
-            await self.complete(batch_id, step, {"confirmed": True}, verified=step.verified_by_role)
+            await self.complete(batch_id, step, {"confirmed": True})
         elif isinstance(step, ChargeStep):
             lot = f"{(step.material_code or 'LOT').replace(' ', '')}-{rng.randrange(100, 999)}"
             low, high = step.acceptance_range()
@@ -189,7 +190,7 @@ class Generator:
                 off = rng.random() < 0.2  # a weighing a little outside the tolerance
                 amount = high + (high - low) / 4 if off else target
                 data: dict[str, Any] = {"lot": lot, "quantity": _plain(amount, 3)}
-                await self.complete(batch_id, step, data, verified=step.verified_by_role)
+                await self.complete(batch_id, step, data)
             else:
                 await engine.start_step(operator, batch_id, step.id)
                 if (await plc.read("lid_closed")).value is True:
@@ -236,9 +237,11 @@ class Generator:
             container = f"IBC-{rng.randrange(1000, 9999)}"
             await self.complete(batch_id, step, {"container_id": container})
         elif isinstance(step, SignatureStep):
-            role = step.role.value if hasattr(step.role, "value") else str(step.role)
+            plan = step_kinds.signatures(step)
+            assert plan.meaning is not None and plan.signer_role is not None
+            role = plan.signer_role
             ref = engine.step_record(batch_id, step.id, {})
-            signature = people.sign(role, ref, Meaning(step.meaning))
+            signature = people.sign(role, ref, plan.meaning)
             await self.repeat(
                 batch_id,
                 lambda: engine.complete_step(
@@ -261,10 +264,10 @@ class Generator:
         step: Any,
         data: dict[str, Any],
         *,
-        verified: Any = None,
         wait: bool = False,
     ) -> None:
         engine, people = self.engine, self.people
+        verified = step_kinds.signatures(step).verifier_role
 
         async def once() -> Any:
             session = people.session("operator")
@@ -272,8 +275,7 @@ class Generator:
             if verified is not None:
                 ref = engine.step_record(batch_id, step.id, data)
                 performed = people.sign("operator", ref, Meaning.PERFORMED)
-                by = verified.value if hasattr(verified, "value") else str(verified)
-                signatures = [people.cosign("operator", performed, by, Meaning.VERIFIED)]
+                signatures = [people.cosign("operator", performed, verified, Meaning.VERIFIED)]
                 signatures.insert(0, performed)
             try:
                 return await engine.complete_step(

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, insert, select
 from hmi.audit.chain import SYSTEM, Actor
 from hmi.auth.roles import Meaning
 from hmi.auth.signatures import Signature
+from hmi.batch import step_kinds
 from hmi.batch.core import (
     BATCH_RECORD,
     DeviationSpec,
@@ -561,18 +562,19 @@ class StepExecution(PendingCommands):
         data: Mapping[str, Any],
         signatures: Sequence[Signature],
     ) -> None:
-        verifier_role: str | None = None
-        if isinstance(step, CheckStep | ChargeStep):
-            verifier_role = step.verified_by_role
-        if isinstance(step, SignatureStep):
+        plan = step_kinds.signatures(step)
+        verifier_role = plan.verifier_role
+        if plan.meaning is not None and plan.signer_role is not None:
             ref = self.step_record(info.batch_id, step.id, data)
             mine = [s for s in signatures if s.cosign_of is None]
             if len(mine) != 1:
-                raise SignatureProblem(f"step '{step.title}' needs one signature ({step.meaning})")
-            self._require_valid(mine[0], ref, Meaning(step.meaning))
-            if mine[0].signer_id != actor.user_id or mine[0].signer_role.value != step.role:
                 raise SignatureProblem(
-                    f"step '{step.title}' must be signed by the logged-in {step.role}"
+                    f"step '{step.title}' needs one signature ({plan.meaning.value})"
+                )
+            self._require_valid(mine[0], ref, plan.meaning)
+            if mine[0].signer_id != actor.user_id or mine[0].signer_role.value != plan.signer_role:
+                raise SignatureProblem(
+                    f"step '{step.title}' must be signed by the logged-in {plan.signer_role}"
                 )
             return
         if verifier_role is None:

@@ -17,6 +17,7 @@ from textual.widget import AwaitMount
 from textual.widgets import Input, Label, Static
 
 from hmi.auth.roles import Meaning
+from hmi.batch import step_kinds
 from hmi.batch.by_hand import HandAction, do_by_hand, hand_actions
 from hmi.batch.errors import StepDataInvalid
 from hmi.batch.model import (
@@ -305,7 +306,7 @@ class BatchRunScreen(HmiScreen):
             lines.append(reflow(step.instructions))
         if isinstance(step, CheckStep):
             lines.append(f"Check: {step.text}")
-        rows: list[tuple[str, str, str]] = []
+        rows = [(entry.name, entry.label, "") for entry in step_kinds.entries(step)]
         if isinstance(step, ChargeStep):
             low, high = charge_range(step)
             lines.append(
@@ -316,17 +317,10 @@ class BatchRunScreen(HmiScreen):
                     else ""
                 )
             )
-            if step.lot_required:
-                rows.append(("lot", "Lot number", ""))
-            if step.weighing == "manual":
-                rows.append(("quantity", f"Quantity ({step.unit})", ""))
         elif isinstance(step, SampleStep):
             lines.append(f"{step.result}: accepted {step.low}..{step.high} {step.unit}")
-            rows += [(f"sample-{sid}", f"{sid} ({step.unit})", "") for sid in step.sample_ids]
         elif isinstance(step, DischargeStep):
             lines.append(f"Discharge to {step.destination}")
-            if step.container_id_required:
-                rows.append(("container_id", "Container ID", ""))
         elif isinstance(step, SignatureStep):
             lines.append(f"Sign '{step.meaning}' as {step.role} (F3).")
         text.update("\n".join(lines))
@@ -399,19 +393,17 @@ class BatchRunScreen(HmiScreen):
         step = current.step
         message = ""
         value = event.value.strip()
-        if value and (name == "quantity" or name.startswith("sample-")):
+        entry = {e.name: e for e in step_kinds.entries(step)}.get(name)
+        if value and entry is not None and entry.number:
             number = _number(value)
             if number is None:
                 why = _why_not_number(value, "quantity" if name == "quantity" else "result")
                 message = (why or "not a number").split(": ", 1)[-1]
+            elif entry.low is None or entry.high is None:
+                return
             else:
-                if isinstance(step, ChargeStep):
-                    low, high = charge_range(step)
-                elif isinstance(step, SampleStep):
-                    low, high = Decimal(step.low), Decimal(step.high)
-                else:
-                    return
-                message = "in limits" if low <= number <= high else "OUT OF LIMITS: reason needed"
+                inside = entry.low <= number <= entry.high
+                message = "in limits" if inside else "OUT OF LIMITS: reason needed"
         hint.first(Static).update(message)
         hint.first(Static).set_class(message not in ("", "in limits"), "error")
 
@@ -420,30 +412,17 @@ class BatchRunScreen(HmiScreen):
         if current is None:
             return None
         step = current.step
-        data: dict[str, Any] = {}
 
         def value(name: str) -> str:
             found = self.query(f"#in-{name}")
             return found.first(Input).value.strip() if found else ""
 
-        if isinstance(step, CheckStep):
-            data["confirmed"] = True
-        elif isinstance(step, ChargeStep):
-            if step.lot_required:
-                data["lot"] = value("lot")
-            if step.weighing == "manual":
-                data["quantity"] = value("quantity")
-        elif isinstance(step, SampleStep):
-            data["results"] = {sid: value(f"sample-{sid}") for sid in step.sample_ids}
-        elif isinstance(step, DischargeStep) and step.container_id_required:
-            data["container_id"] = value("container_id")
-        missing = [k for k, v in data.items() if v == ""] + [
-            k for k, v in data.get("results", {}).items() if v == ""
-        ]
+        typed = {entry.name: value(entry.name) for entry in step_kinds.entries(step)}
+        missing = step_kinds.missing(step, typed)
         if missing:
             self.say(f"Fill in: {', '.join(missing)}.", error=True)
             return None
-        return data
+        return step_kinds.step_data(step, typed)
 
     def say(self, text: str, *, error: bool = False) -> None:
         message = self.query_one("#batch-message", Static)
@@ -519,15 +498,16 @@ class BatchRunScreen(HmiScreen):
         signatures = []
         try:
             ref = batches.step_record(info.batch_id, step.id, data)
-            if isinstance(step, SignatureStep):
+            plan = step_kinds.signatures(step)
+            if plan.meaning is not None and plan.signer_role is not None:
                 mine = await self.app.push_screen_wait(
-                    ESignatureDialog(self.ctx, ref, Meaning(step.meaning), f"Step '{step.title}'")
+                    ESignatureDialog(self.ctx, ref, plan.meaning, f"Step '{step.title}'")
                 )
                 if mine is None:
                     self.say("Not signed; the step is not completed.")
                     return
                 signatures.append(mine)
-            elif isinstance(step, CheckStep | ChargeStep) and step.verified_by_role:
+            elif plan.verifier_role is not None:
                 performed = await self.app.push_screen_wait(
                     ESignatureDialog(
                         self.ctx, ref, Meaning.PERFORMED, f"Step '{step.title}': {_entered(data)}"
@@ -542,7 +522,7 @@ class BatchRunScreen(HmiScreen):
                         performed,
                         f"Verify step '{step.title}': {_entered(data)}",
                         Meaning.VERIFIED,
-                        step.verified_by_role,
+                        plan.verifier_role,
                     )
                 )
                 if verified is None:

@@ -1,0 +1,107 @@
+"""What each step kind asks of a person, in one place: the entries a person makes (with the
+limits a number is checked against as it is typed), the data those entries make for the
+engine, and the signatures the step needs. Domain only: no SQL, audit or PLC here.
+
+The batch screen builds its form, its as-you-type checks and its signature dialogs from these;
+the engine checks the signatures it is given against the same plan, so the two cannot
+disagree on what a step needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from hmi.auth.roles import Meaning
+from hmi.recipe.model import (
+    ChargeStep,
+    CheckStep,
+    DischargeStep,
+    SampleStep,
+    SignatureStep,
+    Step,
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing a person types for a step."""
+
+    name: str
+    label: str
+    #: a number checked against ``low``..``high`` as it is typed (None: free text)
+    low: Decimal | None = None
+    high: Decimal | None = None
+    number: bool = False
+
+
+@dataclass(frozen=True)
+class SignaturePlan:
+    """The signatures completing a step needs: the logged-in person's own (``meaning``), and
+    for a second-person check a co-signature (``verified``) by ``verifier_role``; for a
+    signature step, ``signer_role`` is the role the recipe names."""
+
+    meaning: Meaning | None = None
+    verifier_role: str | None = None
+    signer_role: str | None = None
+
+    @property
+    def needed(self) -> bool:
+        return self.meaning is not None
+
+
+NO_SIGNATURES = SignaturePlan()
+
+
+def entries(step: Step) -> list[Entry]:
+    """What a person types to complete ``step``, in the order the screen asks for it."""
+    if isinstance(step, ChargeStep):
+        low, high = step.acceptance_range()
+        found: list[Entry] = []
+        if step.lot_required:
+            found.append(Entry("lot", "Lot number"))
+        if step.weighing == "manual":
+            found.append(Entry("quantity", f"Quantity ({step.unit})", low, high, number=True))
+        return found
+    if isinstance(step, SampleStep):
+        low, high = Decimal(step.low), Decimal(step.high)
+        return [
+            Entry(sample_entry(sid), f"{sid} ({step.unit})", low, high, number=True)
+            for sid in step.sample_ids
+        ]
+    if isinstance(step, DischargeStep) and step.container_id_required:
+        return [Entry("container_id", "Container ID")]
+    return []
+
+
+def sample_entry(sample_id: str) -> str:
+    return f"sample-{sample_id}"
+
+
+def step_data(step: Step, typed: Mapping[str, str]) -> dict[str, Any]:
+    """The data the engine takes for ``step`` from what was typed into its entries."""
+    if isinstance(step, CheckStep):
+        return {"confirmed": True}
+    if isinstance(step, SampleStep):
+        return {"results": {sid: typed.get(sample_entry(sid), "") for sid in step.sample_ids}}
+    return {entry.name: typed.get(entry.name, "") for entry in entries(step)}
+
+
+def missing(step: Step, typed: Mapping[str, str]) -> list[str]:
+    """The entries left empty (named as the engine names them)."""
+    found = []
+    for entry in entries(step):
+        if not typed.get(entry.name, "").strip():
+            found.append(entry.name.removeprefix("sample-"))
+    return found
+
+
+def signatures(step: Step) -> SignaturePlan:
+    """The signatures completing ``step`` needs (see :class:`SignaturePlan`)."""
+    if isinstance(step, SignatureStep):
+        return SignaturePlan(Meaning(step.meaning), signer_role=str(step.role))
+    if isinstance(step, CheckStep | ChargeStep) and step.verified_by_role:
+        return SignaturePlan(Meaning.PERFORMED, verifier_role=str(step.verified_by_role))
+    return NO_SIGNATURES
