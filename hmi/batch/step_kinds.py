@@ -55,6 +55,33 @@ class SignaturePlan:
 NO_SIGNATURES = SignaturePlan()
 
 
+def description(step: Step) -> list[str]:
+    """What the batch screen says a step asks for, under its title and instructions."""
+    if isinstance(step, CheckStep):
+        return [f"Check: {step.text}"]
+    if isinstance(step, ChargeStep):
+        low, high = step.acceptance_range()
+        how = (
+            " - weighed on the load cell: F2 to start (tare), then charge"
+            if step.weighing == "load_cell"
+            else ""
+        )
+        return [f"Charge {step.material}: {step.target} {step.unit} (accepted {low}..{high}){how}"]
+    if isinstance(step, SampleStep):
+        return [f"{step.result}: accepted {step.low}..{step.high} {step.unit}"]
+    if isinstance(step, DischargeStep):
+        return [f"Discharge to {step.destination}"]
+    if isinstance(step, SignatureStep):
+        return [f"Sign '{step.meaning}' as {step.role} (F3)."]
+    return []
+
+
+def completion_permission(step: Step | None) -> str:
+    """The permission completing ``step`` needs: a signature step is completed by the person
+    who signs it (``batch.step.sign``), every other step by production."""
+    return "batch.step.sign" if isinstance(step, SignatureStep) else "batch.step.complete"
+
+
 def entries(step: Step) -> list[Entry]:
     """What a person types to complete ``step``, in the order the screen asks for it."""
     if isinstance(step, ChargeStep):

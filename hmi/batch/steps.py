@@ -357,7 +357,7 @@ class StepExecution(PendingCommands):
             step = next((s for s in recipe.steps if s.id == step_id), None)
         except (BatchError, RecipeError):
             step = None  # an unknown batch or recipe is refused by the completion itself
-        return "batch.step.sign" if isinstance(step, SignatureStep) else "batch.step.complete"
+        return step_kinds.completion_permission(step)
 
     async def complete_wait_step(self, batch_id: str) -> bool:
         """Complete the current wait step of a running batch once its PLC condition is met,

@@ -31,12 +31,7 @@ from hmi.batch.model import (
 )
 from hmi.batch.rows import entered_number, plc_to_parameter
 from hmi.recipe.model import (
-    ChargeStep,
-    CheckStep,
-    DischargeStep,
     Parameter,
-    SampleStep,
-    SignatureStep,
 )
 from hmi.screens.base import HmiScreen
 from hmi.screens.context import format_local
@@ -83,11 +78,6 @@ def reflow(text: str) -> str:
         else:
             out.append(stripped)
     return "\n".join(out)
-
-
-def charge_range(step: ChargeStep) -> tuple[Decimal, Decimal]:
-    """The accepted quantity: the recipe model's own rule, which the engine applies."""
-    return step.acceptance_range()
 
 
 class BatchRunScreen(HmiScreen):
@@ -206,7 +196,7 @@ class BatchRunScreen(HmiScreen):
             return None if self.info is None or not self.info.active else True
         needed = self.ACTION_PERMISSIONS.get(action)
         if action == "complete_step" and self.current is not None:
-            needed = "batch.step.sign" if isinstance(self.current.step, SignatureStep) else needed
+            needed = step_kinds.completion_permission(self.current.step)
         if needed is None:
             return True
         if not self.ctx.may(needed):
@@ -304,25 +294,8 @@ class BatchRunScreen(HmiScreen):
         lines = [f"Step {current.index + 1}: {step.title}  [{current.status.value}]"]
         if step.instructions:
             lines.append(reflow(step.instructions))
-        if isinstance(step, CheckStep):
-            lines.append(f"Check: {step.text}")
+        lines += step_kinds.description(step)
         rows = [(entry.name, entry.label, "") for entry in step_kinds.entries(step)]
-        if isinstance(step, ChargeStep):
-            low, high = charge_range(step)
-            lines.append(
-                f"Charge {step.material}: {step.target} {step.unit} (accepted {low}..{high})"
-                + (
-                    " - weighed on the load cell: F2 to start (tare), then charge"
-                    if step.weighing == "load_cell"
-                    else ""
-                )
-            )
-        elif isinstance(step, SampleStep):
-            lines.append(f"{step.result}: accepted {step.low}..{step.high} {step.unit}")
-        elif isinstance(step, DischargeStep):
-            lines.append(f"Discharge to {step.destination}")
-        elif isinstance(step, SignatureStep):
-            lines.append(f"Sign '{step.meaning}' as {step.role} (F3).")
         text.update("\n".join(lines))
         mounted = inputs.mount_all(
             Horizontal(
