@@ -13,7 +13,6 @@ from sqlalchemy import Connection, select, update
 from hmi.audit.chain import SYSTEM, Actor
 from hmi.batch.core import (
     BATCH_RECORD,
-    DeviationSpec,
 )
 from hmi.batch.errors import (
     BatchError,
@@ -27,6 +26,7 @@ from hmi.batch.model import (
     BatchStatus,
     DeviationKind,
 )
+from hmi.batch.outcome import DeviationSpec
 from hmi.batch.pending import PendingCommands
 from hmi.batch.rows import batch_info
 from hmi.batch.tables import (

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +22,6 @@ from hmi.audit import canonical
 from hmi.audit.chain import Actor, AuditLog
 from hmi.auth.roles import Meaning
 from hmi.auth.signatures import RecordRef, Signature, SignatureService
-from hmi.batch import policy
 from hmi.batch.errors import (
     BatchNotFound,
     DeviationNotFound,
@@ -39,12 +37,12 @@ from hmi.batch.model import (
     BatchStatus,
     CurrentStep,
     DeviationInfo,
-    DeviationKind,
     DeviationStatus,
     RecordedValue,
     StepRecord,
     StepStatus,
 )
+from hmi.batch.outcome import DeviationSpec, NewValue
 from hmi.batch.plc_link import PlcLink
 from hmi.batch.rows import (
     DEVIATION_RECORD,
@@ -109,43 +107,6 @@ class Authorizer(Protocol):
 def one_line(text: str | None) -> str:
     """A reason or comment as it is stored and signed: runs of white space made one space."""
     return " ".join((text or "").split())
-
-
-@dataclass
-class NewValue:
-    """A value about to be recorded with a step."""
-
-    name: str
-    value: str
-    source: str
-    unit: str | None = None
-    low: str | None = None
-    high: str | None = None
-    in_limits: bool | None = None
-
-
-@dataclass
-class DeviationSpec:
-    kind: DeviationKind
-    description: str
-    parameter: str | None = None
-    expected: str | None = None
-    actual: str | None = None
-    unit: str | None = None
-    critical: bool = False
-    alarm_id: int | None = None
-    action: Mapping[str, Any] | None = None
-    reason: tuple[str, str, str] | None = None  # code, text, user
-
-    @property
-    def requires_cosign(self) -> bool:
-        """Decided by the one policy (:mod:`hmi.batch.policy`), never by the caller."""
-        return policy.requires_cosign(self.kind, critical=self.critical, parameter=self.parameter)
-
-    @property
-    def holds_batch(self) -> bool:
-        """Whether opening it holds a running batch at once (:mod:`hmi.batch.policy`)."""
-        return policy.holds_batch(critical=self.critical)
 
 
 class EngineCore:

@@ -14,9 +14,7 @@ from hmi.auth.roles import Meaning, allowed
 from hmi.auth.signatures import Signature
 from hmi.batch.core import (
     BATCH_RECORD,
-    DeviationSpec,
     EngineCore,
-    NewValue,
 )
 from hmi.batch.errors import (
     BatchError,
@@ -33,6 +31,7 @@ from hmi.batch.model import (
     DeviationStatus,
     StepStatus,
 )
+from hmi.batch.outcome import DeviationSpec, NewValue
 from hmi.batch.rows import (
     DEVIATION_RECORD,
     batch_info,

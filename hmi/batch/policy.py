@@ -7,7 +7,7 @@ parameter, and which parameter or value it is about; from these alone this modul
 - does it hold the batch at once?
 
 Nothing else in the product answers these questions: the engine's services build a
-:class:`~hmi.batch.core.DeviationSpec` and the spec asks here; the screens read the stored
+:class:`~hmi.batch.outcome.DeviationSpec` and the spec asks here; the screens read the stored
 answer (``requires_cosign``) of the deviation.
 """
 

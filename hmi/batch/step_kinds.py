@@ -15,6 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from hmi.auth.roles import Meaning
+from hmi.batch.errors import StepDataInvalid
+from hmi.batch.model import DeviationKind
+from hmi.batch.outcome import DeviationSpec, NewValue
+from hmi.batch.policy import result_name
+from hmi.batch.rows import entered_number, text_of
 from hmi.recipe.model import (
     ChargeStep,
     CheckStep,
@@ -132,3 +137,67 @@ def signatures(step: Step) -> SignaturePlan:
     if isinstance(step, CheckStep | ChargeStep) and step.verified_by_role:
         return SignaturePlan(Meaning.PERFORMED, verifier_role=str(step.verified_by_role))
     return NO_SIGNATURES
+
+
+def entered_outcome(
+    step: Step, data: Mapping[str, Any]
+) -> tuple[list[NewValue], list[DeviationSpec]] | None:
+    """The values and deviations of a step whose outcome is decided by what was entered alone
+    (a sample, a discharge, a signature step); None for a kind that also needs the equipment
+    (the engine evaluates those with its PLC readings). Raises StepDataInvalid saying what is
+    missing or wrong."""
+    if isinstance(step, SampleStep):
+        return _samples(step, data)
+    if isinstance(step, DischargeStep):
+        container = str(data.get("container_id") or "").strip()
+        if step.container_id_required and not container:
+            raise StepDataInvalid("enter the ID of the container the blend goes into")
+        return ([NewValue("container_id", container, "entered")] if container else []), []
+    if isinstance(step, SignatureStep):
+        return [], []
+    return None
+
+
+def _samples(
+    step: SampleStep, data: Mapping[str, Any]
+) -> tuple[list[NewValue], list[DeviationSpec]]:
+    results = data.get("results")
+    if not isinstance(results, Mapping):
+        raise StepDataInvalid(f"enter a result for each sample: {', '.join(step.sample_ids)}")
+    missing = [s for s in step.sample_ids if s not in results]
+    extra = [s for s in results if s not in step.sample_ids]
+    if missing or extra:
+        raise StepDataInvalid(
+            f"enter exactly the samples {', '.join(step.sample_ids)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unknown {', '.join(map(str, extra))}" if extra else "")
+        )
+    values: list[NewValue] = []
+    deviations: list[DeviationSpec] = []
+    for sample_id in step.sample_ids:
+        value = entered_number(results[sample_id], f"result {sample_id}")
+        ok = step.accepts(value)
+        values.append(
+            NewValue(
+                result_name(sample_id),
+                text_of(value),
+                "entered",
+                step.unit,
+                str(step.low),
+                str(step.high),
+                ok,
+            )
+        )
+        if not ok:
+            deviations.append(
+                DeviationSpec(
+                    DeviationKind.OUT_OF_TOLERANCE,
+                    f"sample {sample_id}: {value} {step.unit}, out of specification"
+                    f" {step.low}..{step.high}; a supervisor or QA co-signs",
+                    parameter=result_name(sample_id),
+                    expected=f"{step.low}..{step.high}",
+                    actual=str(value),
+                    unit=step.unit,
+                )
+            )
+    return values, deviations

@@ -15,8 +15,6 @@ from hmi.auth.signatures import Signature
 from hmi.batch import step_kinds
 from hmi.batch.core import (
     BATCH_RECORD,
-    DeviationSpec,
-    NewValue,
 )
 from hmi.batch.errors import (
     BatchError,
@@ -45,8 +43,8 @@ from hmi.batch.model import (
     RecordedValue,
     StepStatus,
 )
+from hmi.batch.outcome import DeviationSpec, NewValue
 from hmi.batch.pending import PendingCommands
-from hmi.batch.policy import result_name
 from hmi.batch.rows import (
     batch_info,
     decimal_of,
@@ -71,9 +69,7 @@ from hmi.recipe.model import (
     DischargeStep,
     Recipe,
     RunStep,
-    SampleStep,
     SetParametersStep,
-    SignatureStep,
     Step,
     WaitStep,
 )
@@ -617,6 +613,9 @@ class StepExecution(PendingCommands):
         step_row: Mapping[str, Any] | None,
     ) -> tuple[list[NewValue], list[DeviationSpec]]:
         """Validate the data, read the PLC where the step needs it; nothing is written yet."""
+        decided = step_kinds.entered_outcome(step, data)
+        if decided is not None:
+            return decided  # what was entered decides (step_kinds)
         values: list[NewValue] = []
         deviations: list[DeviationSpec] = []
         if isinstance(step, CheckStep):
@@ -735,54 +734,6 @@ class StepExecution(PendingCommands):
                     f" {step.condition.replace('_', ' ')} {text_of(step.target_for_plc())}"
                 )
             values.append(NewValue(step.tag, text_of(current), "plc", unit=update_.unit or None))
-        elif isinstance(step, SampleStep):
-            results = data.get("results")
-            if not isinstance(results, Mapping):
-                raise StepDataInvalid(
-                    f"enter a result for each sample: {', '.join(step.sample_ids)}"
-                )
-            missing = [s for s in step.sample_ids if s not in results]
-            extra = [s for s in results if s not in step.sample_ids]
-            if missing or extra:
-                raise StepDataInvalid(
-                    f"enter exactly the samples {', '.join(step.sample_ids)}"
-                    + (f"; missing {', '.join(missing)}" if missing else "")
-                    + (f"; unknown {', '.join(map(str, extra))}" if extra else "")
-                )
-            for sample_id in step.sample_ids:
-                value = entered_number(results[sample_id], f"result {sample_id}")
-                ok = step.accepts(value)
-                values.append(
-                    NewValue(
-                        result_name(sample_id),
-                        text_of(value),
-                        "entered",
-                        step.unit,
-                        str(step.low),
-                        str(step.high),
-                        ok,
-                    )
-                )
-                if not ok:
-                    deviations.append(
-                        DeviationSpec(
-                            DeviationKind.OUT_OF_TOLERANCE,
-                            f"sample {sample_id}: {value} {step.unit}, out of specification"
-                            f" {step.low}..{step.high}; a supervisor or QA co-signs",
-                            parameter=result_name(sample_id),
-                            expected=f"{step.low}..{step.high}",
-                            actual=str(value),
-                            unit=step.unit,
-                        )
-                    )
-        elif isinstance(step, DischargeStep):
-            container = str(data.get("container_id") or "").strip()
-            if step.container_id_required and not container:
-                raise StepDataInvalid("enter the ID of the container the blend goes into")
-            if container:
-                values.append(NewValue("container_id", container, "entered"))
-        elif isinstance(step, SignatureStep):
-            pass
         return values, deviations
 
     async def _tare(self, batch_id: str, index: int) -> Decimal:

@@ -18,7 +18,6 @@ from hmi.batch.core import (
     BATCH_RECORD,
     HOLDABLE_STATES,
     RUNNING_STATES,
-    DeviationSpec,
 )
 from hmi.batch.errors import (
     BatchError,
@@ -30,6 +29,7 @@ from hmi.batch.model import (
     DeviationKind,
     StepStatus,
 )
+from hmi.batch.outcome import DeviationSpec
 from hmi.batch.rows import (
     DEVIATION_RECORD,
     batch_info,

@@ -6,8 +6,12 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from hmi.auth.roles import Meaning
 from hmi.batch import step_kinds
+from hmi.batch.errors import StepDataInvalid
+from hmi.batch.outcome import NewValue
 from hmi.recipe.loader import load_recipe_file
 from hmi.recipe.model import Step
 
@@ -49,3 +53,27 @@ def test_the_cleaning_records_review_is_signed_by_qa() -> None:
     steps = steps_of("blender-cleaning-verification.toml")
     plan = step_kinds.signatures(steps["sign-reviewed"])
     assert (plan.meaning, plan.signer_role, plan.verifier_role) == (Meaning.REVIEWED, "qa", None)
+
+
+def test_what_was_entered_decides_a_sample_step_and_a_result_out_of_specification_deviates() -> (
+    None
+):
+    steps = steps_of("paracetamol-final-blend.toml")
+    samples = steps["bu-samples"]
+    decided = step_kinds.entered_outcome(
+        samples, {"results": {"TOP": "86,0", "MIDDLE": "100.3", "BOTTOM": "98.8"}}
+    )
+    assert decided is not None
+    values, deviations = decided
+    assert [(v.name, v.value, v.in_limits) for v in values] == [
+        ("result:TOP", "86.0", False), ("result:MIDDLE", "100.3", True),
+        ("result:BOTTOM", "98.8", True),
+    ]  # fmt: skip
+    [oos] = deviations
+    assert oos.requires_cosign and oos.actual == "86.0"
+    with pytest.raises(StepDataInvalid, match="missing BOTTOM"):
+        step_kinds.entered_outcome(samples, {"results": {"TOP": "99", "MIDDLE": "99"}})
+    assert step_kinds.entered_outcome(steps["blend"], {}) is None  # the equipment decides
+    assert step_kinds.entered_outcome(steps["discharge"], {"container_id": " IBC-1 "}) == (
+        [NewValue("container_id", "IBC-1", "entered")], [],
+    )  # fmt: skip
