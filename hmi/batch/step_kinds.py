@@ -15,11 +15,12 @@ from decimal import Decimal
 from typing import Any
 
 from hmi.auth.roles import Meaning
-from hmi.batch.errors import StepDataInvalid
+from hmi.batch.errors import StepDataInvalid, StepNotReady
 from hmi.batch.model import DeviationKind
 from hmi.batch.outcome import DeviationSpec, NewValue
 from hmi.batch.policy import result_name
-from hmi.batch.rows import entered_number, text_of
+from hmi.batch.rows import decimal_of, entered_number, text_of
+from hmi.plc.types import TagValue
 from hmi.recipe.model import (
     ChargeStep,
     CheckStep,
@@ -28,6 +29,7 @@ from hmi.recipe.model import (
     SignatureStep,
     Step,
 )
+from hmi.recipe.units import convert
 
 
 @dataclass(frozen=True)
@@ -200,4 +202,103 @@ def _samples(
                     unit=step.unit,
                 )
             )
+    return values, deviations
+
+
+def decides(step: Step) -> bool:
+    """Whether :func:`evaluate` decides ``step`` (the engine runs a parameter set, a run and a
+    wait itself: they command the equipment or wait on it)."""
+    return isinstance(step, CheckStep | ChargeStep | SampleStep | DischargeStep | SignatureStep)
+
+
+def readings(step: Step) -> tuple[str, ...]:
+    """The PLC tags the engine reads for ``step`` before :func:`evaluate` decides it."""
+    if isinstance(step, CheckStep) and step.plc_signal is not None:
+        return (step.plc_signal.tag,)
+    if isinstance(step, ChargeStep) and step.weighing == "load_cell":
+        return ("weight_stable", "weight")
+    return ()
+
+
+def check_entries(step: Step, data: Mapping[str, Any]) -> None:
+    """What was entered, checked before the PLC is read (StepDataInvalid says what)."""
+    if isinstance(step, CheckStep) and data.get("confirmed") is not True:
+        raise StepDataInvalid(f"confirm '{step.title}' to complete it")
+    if isinstance(step, ChargeStep):
+        if step.lot_required and not str(data.get("lot") or "").strip():
+            raise StepDataInvalid(f"enter the material lot number for '{step.material}'")
+        if step.weighing == "manual":
+            entered_number(data.get("quantity"), "quantity")
+
+
+def evaluate(
+    step: Step,
+    data: Mapping[str, Any],
+    read: Mapping[str, TagValue | None],
+    tare: Decimal | None = None,
+) -> tuple[list[NewValue], list[DeviationSpec]] | None:
+    """The values and deviations of a check or a charge from what was entered and the
+    readings of :func:`readings` (``tare``: the scale's reading when the charge started);
+    the kinds :func:`entered_outcome` decides; None for the kinds the engine runs itself (a
+    parameter set, a run, a wait)."""
+    check_entries(step, data)
+    if isinstance(step, CheckStep):
+        values = [NewValue("confirmed", "true", "entered")]
+        signal = step.plc_signal
+        if signal is not None:
+            seen = read.get(signal.tag)
+            if seen is not signal.value:
+                raise StepNotReady(
+                    f"'{step.title}' cannot be confirmed: the PLC reports {signal.tag}"
+                    f" {text_of(seen)}, the statement needs {text_of(signal.value)}. Put it"
+                    " right first, or ask a supervisor to override the step (a co-signed"
+                    " deviation)"
+                )
+            values.append(NewValue(signal.tag, text_of(seen), "plc"))
+        return values, []
+    if isinstance(step, ChargeStep):
+        return _charge(step, data, read, tare)
+    return entered_outcome(step, data)
+
+
+def _charge(
+    step: ChargeStep,
+    data: Mapping[str, Any],
+    read: Mapping[str, TagValue | None],
+    tare: Decimal | None,
+) -> tuple[list[NewValue], list[DeviationSpec]]:
+    values: list[NewValue] = []
+    lot = str(data.get("lot") or "").strip()
+    if lot:
+        values.append(NewValue("lot", lot, "entered"))
+    low, high = step.acceptance_range()
+    if step.weighing == "manual":
+        quantity = entered_number(data.get("quantity"), "quantity")
+        source = "entered"
+    else:
+        if tare is None:
+            raise StepNotReady("the scale was not tared for this step")
+        if read.get("weight_stable") is not True:
+            raise StepNotReady("the scale is not stable yet; wait and try again")
+        gross = decimal_of(read.get("weight"), "weight")
+        quantity = convert(gross - tare, "kg", step.unit)
+        values.append(NewValue("gross", text_of(gross), "plc", unit="kg"))
+        source = "computed"
+    ok = low <= quantity <= high
+    values.append(
+        NewValue("quantity", text_of(quantity), source, step.unit, str(low), str(high), ok)
+    )
+    deviations: list[DeviationSpec] = []
+    if not ok:
+        deviations.append(
+            DeviationSpec(
+                DeviationKind.OUT_OF_TOLERANCE,
+                f"{step.material}: {quantity} {step.unit} charged,"
+                f" accepted {low}..{high} {step.unit}",
+                parameter="quantity",
+                expected=f"{low}..{high}",
+                actual=str(quantity),
+                unit=step.unit,
+            )
+        )
     return values, deviations

@@ -65,7 +65,6 @@ from hmi.db import read_only
 from hmi.recipe.errors import RecipeError
 from hmi.recipe.model import (
     ChargeStep,
-    CheckStep,
     DischargeStep,
     Recipe,
     RunStep,
@@ -73,7 +72,6 @@ from hmi.recipe.model import (
     Step,
     WaitStep,
 )
-from hmi.recipe.units import convert
 
 SERVICE_MODE = "service"
 _PARAMETER_VALUE = "parameter:"
@@ -613,65 +611,21 @@ class StepExecution(PendingCommands):
         step_row: Mapping[str, Any] | None,
     ) -> tuple[list[NewValue], list[DeviationSpec]]:
         """Validate the data, read the PLC where the step needs it; nothing is written yet."""
-        decided = step_kinds.entered_outcome(step, data)
-        if decided is not None:
-            return decided  # what was entered decides (step_kinds)
-        values: list[NewValue] = []
-        deviations: list[DeviationSpec] = []
-        if isinstance(step, CheckStep):
-            if data.get("confirmed") is not True:
-                raise StepDataInvalid(f"confirm '{step.title}' to complete it")
-            values.append(NewValue("confirmed", "true", "entered"))
-            signal = step.plc_signal
-            if signal is not None:
-                seen = (await self.link.read(signal.tag)).value
-                if seen is not signal.value:
-                    raise StepNotReady(
-                        f"'{step.title}' cannot be confirmed: the PLC reports {signal.tag}"
-                        f" {text_of(seen)}, the statement needs {text_of(signal.value)}. Put it"
-                        " right first, or ask a supervisor to override the step (a co-signed"
-                        " deviation)"
-                    )
-                values.append(NewValue(signal.tag, text_of(seen), "plc"))
-        elif isinstance(step, ChargeStep):
-            lot = str(data.get("lot") or "").strip()
-            if step.lot_required and not lot:
-                raise StepDataInvalid(f"enter the material lot number for '{step.material}'")
-            if lot:
-                values.append(NewValue("lot", lot, "entered"))
-            low, high = step.acceptance_range()
-            if step.weighing == "manual":
-                quantity = entered_number(data.get("quantity"), "quantity")
-                source = "entered"
-            else:
+        if step_kinds.decides(step):
+            # decided by the step kind (step_kinds) from what was entered and its readings
+            step_kinds.check_entries(step, data)
+            tare: Decimal | None = None
+            if isinstance(step, ChargeStep) and step.weighing == "load_cell":
                 if step_row is None:
                     raise StepNotReady(f"tare the scale first: start step '{step.title}'")
                 tare = await self._tare(info.batch_id, index)
-                stable = await self.link.read("weight_stable")
-                if stable.value is not True:
-                    raise StepNotReady("the scale is not stable yet; wait and try again")
-                gross_update = await self.link.read("weight")
-                gross = decimal_of(gross_update.value, "weight")
-                quantity = convert(gross - tare, "kg", step.unit)
-                values.append(NewValue("gross", text_of(gross), "plc", unit="kg"))
-                source = "computed"
-            ok = low <= quantity <= high
-            values.append(
-                NewValue("quantity", text_of(quantity), source, step.unit, str(low), str(high), ok)
-            )
-            if not ok:
-                deviations.append(
-                    DeviationSpec(
-                        DeviationKind.OUT_OF_TOLERANCE,
-                        f"{step.material}: {quantity} {step.unit} charged,"
-                        f" accepted {low}..{high} {step.unit}",
-                        parameter="quantity",
-                        expected=f"{low}..{high}",
-                        actual=str(quantity),
-                        unit=step.unit,
-                    )
-                )
-        elif isinstance(step, SetParametersStep):
+            read = {tag: (await self.link.read(tag)).value for tag in step_kinds.readings(step)}
+            decided = step_kinds.evaluate(step, data, read, tare)
+            assert decided is not None
+            return decided
+        values: list[NewValue] = []
+        deviations: list[DeviationSpec] = []
+        if isinstance(step, SetParametersStep):
             pass  # written after validation (intent, write, result)
         elif isinstance(step, RunStep):
             if step_row is None:

@@ -10,7 +10,7 @@ import pytest
 
 from hmi.auth.roles import Meaning
 from hmi.batch import step_kinds
-from hmi.batch.errors import StepDataInvalid
+from hmi.batch.errors import StepDataInvalid, StepNotReady
 from hmi.batch.outcome import NewValue
 from hmi.recipe.loader import load_recipe_file
 from hmi.recipe.model import Step
@@ -77,3 +77,32 @@ def test_what_was_entered_decides_a_sample_step_and_a_result_out_of_specificatio
     assert step_kinds.entered_outcome(steps["discharge"], {"container_id": " IBC-1 "}) == (
         [NewValue("container_id", "IBC-1", "entered")], [],
     )  # fmt: skip
+
+
+def test_a_check_and_a_charge_are_decided_from_the_entries_and_the_readings() -> None:
+    steps = steps_of("paracetamol-final-blend.toml")
+    lid = steps["close-lid"]
+    assert step_kinds.readings(lid) == ("lid_closed",)
+    with pytest.raises(StepNotReady, match="the PLC reports lid_closed false"):
+        step_kinds.evaluate(lid, {"confirmed": True}, {"lid_closed": False})
+    decided = step_kinds.evaluate(lid, {"confirmed": True}, {"lid_closed": True})
+    assert decided is not None
+    assert [(v.name, v.value, v.source) for v in decided[0]] == [
+        ("confirmed", "true", "entered"), ("lid_closed", "true", "plc"),
+    ]  # fmt: skip
+    with pytest.raises(StepDataInvalid, match="confirm 'Close and latch the lid'"):
+        step_kinds.check_entries(lid, {})
+    granulate = steps["charge-granulate"]
+    assert step_kinds.readings(granulate) == ("weight_stable", "weight")
+    with pytest.raises(StepNotReady, match="not stable"):
+        step_kinds.evaluate(granulate, {"lot": "IG-1"}, {"weight_stable": False}, Decimal(0))
+    decided = step_kinds.evaluate(
+        granulate, {"lot": "IG-1"}, {"weight_stable": True, "weight": 195.5}, Decimal("10.0")
+    )
+    assert decided is not None
+    values, [deviation] = decided
+    assert [(v.name, v.value) for v in values] == [
+        ("lot", "IG-1"), ("gross", "195.5"), ("quantity", "185.5"),
+    ]  # fmt: skip
+    assert deviation.parameter == "quantity" and deviation.actual == "185.5"
+    assert not step_kinds.decides(steps["blend"])  # the engine runs the equipment itself
