@@ -28,18 +28,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
             " on a free loopback port with a secure endpoint, and open the terminal."
         ),
     )
-    parser.add_argument(
-        "--seed",
-        type=bounded_int(0, 2**31 - 1),
-        default=1,
-        help="simulator noise seed (0 to 2147483647)",
-    )
-    parser.add_argument(
-        "--time-scale",
-        type=bounded_float(0.1, 1000),
-        default=10.0,
-        help="simulated seconds per real second, 0.1 to 1000 (default 10: a 15-minute blend in"
-        " 90 s)",
+    _simulator_arguments(
+        parser, "simulator noise seed", 0.1, 10.0, "default 10: a 15-minute blend in 90 s"
     )
     parser.set_defaults(handler=run_demo)
     demo_sub = parser.add_subparsers(dest="demo_command", metavar="SUBCOMMAND")
@@ -64,21 +54,32 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     batches.add_argument(
         "--count", type=bounded_int(1, 200), default=5, help="batches to run (1 to 200)"
     )
-    batches.add_argument(
+    _simulator_arguments(
+        batches,
+        "seed of the choices made (deviations, corrections, releases) and of the simulator's"
+        " noise: the same seed makes the same choices",
+        10,
+        1000.0,
+        "default 1000: a 15-minute blend in about a second",
+    )
+    batches.set_defaults(handler=run_batches)
+
+
+def _simulator_arguments(
+    parser: argparse.ArgumentParser, seed_help: str, low_scale: float, scale: float, note: str
+) -> None:
+    parser.add_argument(
         "--seed",
         type=bounded_int(0, 2**31 - 1),
         default=1,
-        help="seed of the choices made (deviations, corrections, releases) and of the"
-        " simulator's noise: the same seed gives the same batches",
+        help=f"{seed_help} (0 to 2147483647)",
     )
-    batches.add_argument(
+    parser.add_argument(
         "--time-scale",
-        type=bounded_float(10, 1000),
-        default=1000.0,
-        help="simulated seconds per real second, 10 to 1000 (default 1000: a 15-minute blend"
-        " in about a second)",
+        type=bounded_float(low_scale, 1000),
+        default=scale,
+        help=f"simulated seconds per real second, {low_scale:g} to 1000 ({note})",
     )
-    batches.set_defaults(handler=run_batches)
 
 
 def print_codes(args: argparse.Namespace) -> int:
