@@ -110,7 +110,6 @@ def run_batches(args: argparse.Namespace) -> int:
         DEMO_SITE_NAME,
         DEMO_TERMINAL,
         DemoError,
-        SimulatorProcess,
         configure_demo,
         find_free_port,
         save_accounts,
@@ -133,24 +132,13 @@ def run_batches(args: argparse.Namespace) -> int:
         data, terminal_id=DEMO_TERMINAL, site_name=DEMO_SITE_NAME, line_name=DEMO_LINE_NAME,
         mode="demo", clock=clock,
     ).close()  # fmt: skip
-    configure_demo(data, find_free_port(), cheap_argon2=True)
+    port = find_free_port()
+    configure_demo(data, port, cheap_argon2=True)
     from hmi.config import load_settings
-    from hmi.plc.certificates import ensure_client_certificate
 
     settings = load_settings(data)
     plc = settings.plc
-    ensure_client_certificate(
-        settings.path(plc.client_certificate),
-        settings.path(plc.client_private_key),
-        plc.application_uri,
-    )
-    port = int(plc.endpoint.rsplit(":", 1)[1].split("/", 1)[0])
-    simulator = SimulatorProcess(data, port, seed=args.seed, time_scale=args.time_scale)
-    simulator.start(
-        settings.path(plc.client_certificate),
-        settings.path(plc.server_certificate),
-        settings.path(plc.password_file),
-    )
+    simulator = _start_simulator(settings, data, port, args)
     site = open_site(data, clock=clock)
     try:
         simulator.wait_ready()
@@ -195,13 +183,33 @@ def run_batches(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_simulator(settings: Any, data: Path, port: int, args: argparse.Namespace) -> Any:
+    """The bundled simulator for a demo site: the site's client certificate made if missing,
+    the simulator started trusting it (see :class:`hmi.demo.SimulatorProcess`)."""
+    from hmi.demo import SimulatorProcess
+    from hmi.plc.certificates import ensure_client_certificate
+
+    plc = settings.plc
+    ensure_client_certificate(
+        settings.path(plc.client_certificate),
+        settings.path(plc.client_private_key),
+        plc.application_uri,
+    )
+    simulator = SimulatorProcess(data, port, seed=args.seed, time_scale=args.time_scale)
+    simulator.start(
+        settings.path(plc.client_certificate),
+        settings.path(plc.server_certificate),
+        settings.path(plc.password_file),
+    )
+    return simulator
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from hmi.demo import (
         DEMO_LINE_NAME,
         DEMO_SITE_NAME,
         DEMO_TERMINAL,
         DemoError,
-        SimulatorProcess,
         configure_demo,
         find_free_port,
     )
@@ -227,20 +235,7 @@ def run_demo(args: argparse.Namespace) -> int:
         settings = load_settings(data)
         if settings.mode != "demo":
             raise CommandError(f"{data} is not a demo site; use 'hmi run' for a real site", 2)
-        from hmi.plc.certificates import ensure_client_certificate
-
-        plc = settings.plc
-        ensure_client_certificate(
-            settings.path(plc.client_certificate),
-            settings.path(plc.client_private_key),
-            plc.application_uri,
-        )
-        simulator = SimulatorProcess(data, port, seed=args.seed, time_scale=args.time_scale)
-        simulator.start(
-            settings.path(plc.client_certificate),
-            settings.path(plc.server_certificate),
-            settings.path(plc.password_file),
-        )
+        simulator = _start_simulator(settings, data, port, args)
         try:
             return _run_terminal(data, fresh, simulator, started, keep=keep)
         finally:
