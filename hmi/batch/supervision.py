@@ -33,6 +33,7 @@ from hmi.batch.outcome import DeviationSpec
 from hmi.batch.rows import (
     DEVIATION_RECORD,
     batch_info,
+    decimal_of,
     tag_unit,
     text_of,
 )
@@ -305,9 +306,16 @@ class RunSupervision(StepExecution):
         (the step stays current and still completes by itself once the condition is met and
         the deviation has its reason)."""
         step = waiting.step
-        if waiting.last_seen is None:  # its tag did not change since the step became current
-            with contextlib.suppress(BatchError):
-                waiting.last_seen = text_of((await self.link.read(step.tag)).value)
+        # What the PLC shows now is what the deviation records (the stream may lag behind it);
+        # the last value seen stands only if the PLC cannot be read.
+        with contextlib.suppress(BatchError):
+            current = (await self.link.read(step.tag)).value
+            comparable = (
+                current if isinstance(current, bool | str) else decimal_of(current, step.tag)
+            )
+            if step.is_met(comparable):
+                return  # met just now: the step completes by itself, nothing ran out
+            waiting.last_seen = text_of(current)
         target = text_of(step.target_for_plc())
         wanted = (
             target if step.condition == "equals" else f"{step.condition.replace('_', ' ')} {target}"

@@ -16,7 +16,13 @@ LONG_LIVED = ("plc", "monitor", "batch", "deviations", "qa")
 
 
 async def settle(pilot: Pilot[None]) -> None:
-    """Let thread workers finish and their results be painted."""
+    """Let thread workers finish and their results be painted. The screen on top is let
+    mount first: its on_mount starts the workers that load it (on a busy machine a screen
+    just pushed may not have mounted yet, and its table would be pictured before its rows)."""
+    for _ in range(500):
+        if pilot.app.screen.is_mounted:
+            break
+        await pilot.pause(0.02)
     for _ in range(3):
         for worker in [w for w in pilot.app.workers if w.group not in LONG_LIVED]:
             # cancelled: its screen closed as the result arrived (a login, a dismissed
