@@ -22,7 +22,7 @@ async def settle(pilot: Pilot[None]) -> None:
     for _ in range(500):
         if pilot.app.screen.is_mounted:
             break
-        await pilot.pause(0.02)
+        await pilot.pause()  # waits for the screen's pending messages, its Mount among them
     for _ in range(3):
         for worker in [w for w in pilot.app.workers if w.group not in LONG_LIVED]:
             # cancelled: its screen closed as the result arrived (a login, a dismissed
