@@ -6,6 +6,7 @@ simulator over OPC UA."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -50,6 +51,16 @@ async def slow(engine: BatchEngine, driver: Driver) -> AsyncIterator[FakeGateway
     driver.gateway = fake
     yield fake
     await fake.disconnect()
+
+
+@contextlib.asynccontextmanager
+async def blending(engine: BatchEngine, driver: Driver) -> AsyncIterator[None]:
+    """The batch up to its blend, the blend started, the engine's monitor watching."""
+    driver.start(BATCH)
+    await driver.run(BATCH, stop_after="set-blend")
+    with monitoring(engine):
+        await engine.start_step(driver.operator(), BATCH, "blend")
+        yield
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -118,10 +129,7 @@ async def test_a_start_the_plc_refuses_is_recorded_with_its_reason_and_nothing_s
 async def test_a_plc_that_holds_by_itself_holds_the_batch_with_its_reason(
     engine: BatchEngine, driver: Driver, slow: FakeGateway
 ) -> None:
-    driver.start(BATCH)
-    await driver.run(BATCH, stop_after="set-blend")
-    with monitoring(engine):
-        await engine.start_step(driver.operator(), BATCH, "blend")
+    async with blending(engine, driver):
         slow.advance(120)
         assert slow.values["state"] == "Execute"
         slow.hold_by_itself("product temperature high (42.0 °C)")
@@ -134,10 +142,7 @@ async def test_a_plc_that_holds_by_itself_holds_the_batch_with_its_reason(
 async def test_losing_the_plc_during_the_blend_holds_the_batch(
     engine: BatchEngine, driver: Driver, slow: FakeGateway
 ) -> None:
-    driver.start(BATCH)
-    await driver.run(BATCH, stop_after="set-blend")
-    with monitoring(engine):
-        await engine.start_step(driver.operator(), BATCH, "blend")
+    async with blending(engine, driver):
         slow.lose("network cable pulled")
         await until(lambda: engine.get(BATCH).status is BatchStatus.HELD, "batch held")
     assert engine.get(BATCH).hold_reason == "communication with the PLC lost"

@@ -96,7 +96,6 @@ class Kiosk:
     plc: FakeGateway
     services: Services
     driver: Driver
-    root: Path
 
     @property
     def engine(self) -> BatchEngine:
@@ -280,7 +279,7 @@ async def _check(root: Path, script: Script) -> None:
         plc = FakeGateway()
         await plc.connect()
         services = kiosk_services(site, auth, plc)
-        kiosk = Kiosk(site, people, plc, services, Driver(services.batches, people, plc), root)
+        kiosk = Kiosk(site, people, plc, services, Driver(services.batches, people, plc))
         await run_script(kiosk, script)
         engine = kiosk.engine
         info = engine.get(BATCH)
